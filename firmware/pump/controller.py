@@ -1,0 +1,726 @@
+# The pump controller: one wake-up at a time, the path of one dose.
+#
+#   clock -> schedule (what is owed) -> governor (is it safe?) -> ledger
+#   (write-ahead) -> motor stroke -> next wake: motor feedback (stall?) and
+#   catheter pressure (occlusion?) -> reservoir and battery -> event log -> alarms
+#
+# The controller never reads a real clock, file or port: everything comes
+# through the ports handed to it. cycle() never lets an exception out; a
+# fault is logged, alarmed, and the pump stops.
+import json
+from pump.compat import const
+from pump.units import DAY_S, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
+from pump.monotime import PumpTime
+from pump.program import Program, ProgramError, validate, MAX_BOLUS_UG
+from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
+from pump.governor import Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR
+from pump.ledger import Ledger
+from pump.record import ABRecord, OK, MISSING, CORRUPT
+from pump.reservoir import Reservoir, REFILL_DISCREPANCY as RECONCILE_BAD
+from pump.catheter import Catheter, OCCLUDED as C_OCCL, CLEARED as C_CLEAR, LEAK as C_LEAK, LEAK_CLEARED as C_LEAK_CLEAR
+from pump.motor import MotorSupervisor, RETRY, GIVE_UP
+from pump.battery import BatteryMonitor, ERI as B_ERI, EOS as B_EOS
+from pump import alarms as A
+from pump import eventlog as E
+
+# Why the pump is not delivering (bit flags; any set bit stops delivery).
+SUSPENDED = const(1)
+OCCLUDED = const(2)
+STALLED = const(4)
+EMPTY = const(8)
+EOS = const(16)
+NEEDS_PROGRAM = const(32)
+STORAGE = const(64)
+FAULT = const(128)
+STOP_NAMES = ((EOS, "end_of_service"), (FAULT, "fault"), (STORAGE, "storage_fault"),
+              (STALLED, "motor_stalled"), (NEEDS_PROGRAM, "needs_program"),
+              (EMPTY, "out_of_drug"), (OCCLUDED, "occluded"), (SUSPENDED, "suspended"))
+_PERSISTED_STOPS = SUSPENDED | STALLED | EOS | FAULT | NEEDS_PROGRAM
+
+# Reasons a command is refused (also the code of the refusal event).
+R_NO_PROGRAM = const(1)
+R_STOPPED = const(2)
+R_LOCKOUT = const(3)
+R_MAX_PER_DAY = const(4)
+R_LIMIT = const(5)
+R_BUSY = const(6)
+R_BRIDGE = const(7)
+R_SAFE_MODE = const(8)
+R_NOT_ALLOWED = const(9)
+REFUSAL_NAMES = ("", "no_program", "pump_stopped", "lockout", "max_per_day", "dose_limit",
+                 "bolus_in_progress", "bridge_in_progress", "safe_mode", "not_allowed")
+
+RESET_POWER_ON = const(0)
+RESET_WATCHDOG = const(1)
+RESET_SOFT = const(2)
+
+
+class CommandError(ValueError):
+    """A command with a bad argument: nothing was changed."""
+
+    def __init__(self, field, reason):
+        ValueError.__init__(self, field + ": " + reason)
+        self.field = field
+        self.reason = reason
+
+
+class Refused(Exception):
+    """A well-formed request the pump will not carry out now (logged)."""
+
+    def __init__(self, code):
+        Exception.__init__(self, REFUSAL_NAMES[code])
+        self.code = code
+
+
+def _need_int(v, field, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise CommandError(field, "must be a whole number")
+    if v < lo or v > hi:
+        raise CommandError(field, "%d is outside %d..%d" % (v, lo, hi))
+    return v
+
+
+class Pump:
+    def __init__(self, profile, clock, motor, pressure, battery, store, annunciator, log_sink=None):
+        self.profile = profile
+        self.clock = clock
+        self.motor = motor
+        self.pressure = pressure
+        self.battery_port = battery
+        self.store = store
+        self.stroke_nl = profile["stroke_nl"]
+        self.stroke_ms = profile.get("stroke_ms", 200)
+        self.recheck_ms = profile.get("recheck_ms", 60000)
+        self.retry_ms = profile.get("stall_retry_ms", 1000)
+        self.max_sleep_ms = profile.get("max_sleep_ms", 600000)
+        self.time = PumpTime()
+        self.schedule = Schedule(self.stroke_nl)
+        self.governor = Governor(self.stroke_nl)
+        self.ledger = Ledger(store)
+        self.reservoir = Reservoir(profile["reservoir_nl"], self.stroke_nl,
+                                   profile.get("empty_nl", 0), profile.get("accuracy_pct", 15),
+                                   profile.get("refill_min_tolerance_nl", 500000))
+        self.catheter = Catheter(profile["occlusion_high"], profile["occlusion_clear"],
+                                 profile["leak_low"], profile.get("occlusion_samples", 3),
+                                 profile.get("occlusion_samples", 3), profile.get("leak_samples", 5))
+        self.supervisor = MotorSupervisor(profile.get("stall_retries", 2))
+        self.battery = BatteryMonitor(profile["battery_eri_permille"], profile["battery_eos_permille"])
+        self.alarms = A.Alarms(annunciator)
+        self.log = E.EventLog(store, profile.get("log_size", 64), log_sink)
+        self.therapy_rec = ABRecord(store, "therapy")
+        self.window_rec = ABRecord(store, "window")
+        self.program = None
+        self.safe_mode = False
+        self.stop = NEEDS_PROGRAM
+        self.titration = []       # [day, ms, daily ug*min] of programs in force in the last 24 h
+        self.pb_grants = []       # [day, ms] of patient boluses granted in the last 24 h
+        self.catheter_nl = profile.get("catheter_nl", 0)
+        self.strokes_done = 0     # completed strokes since start (feedback), for status
+        self.refused_nl = 0
+        self._was_running = False
+        self._refusing = 0
+        self._snap_idx = -1
+        self._snap_lifetime = 0
+        self.bridge_from = None   # [conc, nL/day, max_daily_nl, max_hourly_nl] of the old drug
+
+    # ------------------------------------------------------------------ start
+    def start(self, reset_cause=RESET_POWER_ON):
+        """Recover state from the store after power-on or any reset."""
+        self.log.load()
+        torn_log = self.log.corrupt
+        lst = self.ledger.load()
+        tst, tpay = self.therapy_rec.load()
+        wst, wpay = self.window_rec.load()
+        self.time.restore(0, 0)
+        corrupt = []
+        ledger_ok = lst == OK
+        if lst == OK:
+            self.reservoir.fill_nl = self.ledger.fill_nl
+            self.reservoir.conc = self.ledger.conc
+            self.reservoir.strokes = self.ledger.strokes
+            self._later(self.ledger.day, self.ledger.ms)
+        elif lst == CORRUPT:
+            corrupt.append(1)
+        therapy = None
+        self.bridge_from = None
+        if tst == OK:
+            try:
+                therapy = json.loads(tpay)
+                self._later(therapy["day"], therapy["ms"])
+            except Exception:
+                therapy = None
+                tst = CORRUPT
+        if tst == CORRUPT:
+            corrupt.append(2)
+        if wst == OK and self._load_window(wpay):
+            pass
+        elif wst != MISSING or (ledger_ok and self.ledger.lifetime > 0):
+            corrupt.append(3)
+            wst = CORRUPT
+        self.governor.roll(self.time.day, self.time.ms)
+        if wst == OK:
+            # strokes counted by the ledger after the last window snapshot: put
+            # them in the newest slot, as if they had just happened (conservative)
+            missing = self.ledger.lifetime - self._snap_lifetime
+            if missing > 0:
+                self.governor.day.fill_newest(missing)
+                self.governor.hour.fill_newest(missing)
+        elif wst == CORRUPT:
+            # the dose history is lost: the pump cannot show that any stroke in
+            # the next 24 h is inside the caps, so it counts the windows as full
+            self.governor.day.fill_newest(0xFFFF)
+            self.governor.hour.fill_newest(0xFFFF)
+
+        self.stop = 0
+        if therapy is not None and therapy.get("safe") and ledger_ok:
+            self._restore_therapy(therapy)
+            self._enter_safe_mode()
+        elif therapy is not None:
+            self._restore_therapy(therapy)
+        elif tst == CORRUPT and ledger_ok and self.ledger.safe_rate_nl_day > 0:
+            self._enter_safe_mode()
+        else:
+            self.stop |= NEEDS_PROGRAM
+        if not ledger_ok and lst == CORRUPT:
+            self.stop |= STORAGE
+        if tst == CORRUPT and not self.safe_mode:
+            self.stop |= STORAGE
+        self.schedule.bridge_left_nl = 0
+        if ledger_ok and self.bridge_from is not None and self.ledger.bridge_left_nl > 0:
+            self.schedule.start_bridge(self.ledger.bridge_left_nl, self.bridge_from[1], self._tod())
+        if self.program is not None:
+            self.schedule.set_program(self.program, self._tod())
+        self._apply_limits()
+        day, ms = self.time.day, self.time.ms
+        self._event(E.RESET, reset_cause, self.ledger.lifetime)
+        if torn_log:
+            self._event(E.STORAGE, 4, torn_log)
+        for which in corrupt:
+            self._event(E.STORAGE, which, 0)
+        if corrupt:
+            self._alarm(A.STORAGE_CORRUPT)
+        if reset_cause == RESET_WATCHDOG:
+            self._alarm(A.WATCHDOG_RESET)
+        if self.stop & NEEDS_PROGRAM and self.reservoir.conc and self.program is not None:
+            self._alarm(A.PROGRAM_REQUIRED)
+        self._check_reservoir()
+        self._was_running = False
+        self._snap_idx = -1   # the first stroke after a start always snapshots the windows
+
+    def _later(self, day, ms):
+        if (day, ms) > (self.time.day, self.time.ms):
+            self.time.restore(day, ms)
+
+    def _restore_therapy(self, t):
+        raw = t.get("program")
+        if raw is not None:
+            try:
+                self.program = validate(raw, self.stroke_nl)
+            except ProgramError:
+                self.program = None
+                self.stop |= STORAGE
+                self._event(E.STORAGE, 5, 0)
+        self.stop |= t.get("stop", 0) & _PERSISTED_STOPS
+        if self.program is None:
+            self.stop |= NEEDS_PROGRAM
+        self.titration = t.get("titration", [])
+        self.pb_grants = t.get("pb", [])
+        self.catheter_nl = t.get("catheter_nl", self.catheter_nl)
+        self.bridge_from = t.get("bridge")
+        for code in t.get("latched", []):
+            if 0 < code < A.N_ALARMS and A.LATCHED[code]:
+                self.alarms.raise_(code)
+        if self.stop & EOS:
+            self.battery.state = B_EOS
+            self.alarms.raise_(A.BATTERY_EOS)
+        if self.stop & STALLED:
+            self.alarms.raise_(A.MOTOR_STALL)
+
+    def _enter_safe_mode(self):
+        """The program record is lost but the ledger names a safe rate: run only
+        that, with the ledger's caps, no boluses, until a clinician reprograms."""
+        p = Program()
+        p.mode = "continuous"
+        p.conc = self.ledger.conc
+        p.steps = [(0, self.ledger.safe_rate_nl_day)]
+        p.step_ug = [self.ledger.safe_rate_nl_day * self.ledger.conc // 1000000]
+        p.daily_nl = self.ledger.safe_rate_nl_day
+        p.daily_ug_min = p.step_ug[0] * 1440
+        p.max_daily_nl = self.ledger.max_daily_nl
+        p.max_hourly_nl = self.ledger.max_hourly_nl
+        self.program = p
+        self.safe_mode = True
+
+    def _load_window(self, payload):
+        import struct
+        from pump.governor import DAY_SLOTS, HOUR_SLOTS
+        n = 12 + 2 * DAY_SLOTS + 2 * HOUR_SLOTS
+        if len(payload) != n:
+            return False
+        dh, hh, life = struct.unpack_from("<III", payload, 0)
+        self.governor.day.load(dh, payload[12:12 + 2 * DAY_SLOTS])
+        self.governor.hour.load(hh, payload[12 + 2 * DAY_SLOTS:])
+        self._snap_lifetime = life
+        return True
+
+    def _save_window(self):
+        import struct
+        g = self.governor
+        self.window_rec.save(struct.pack("<III", g.day.head, g.hour.head, self.ledger.lifetime)
+                             + g.day.dump() + g.hour.dump())
+
+    def _save_therapy(self):
+        t = {"program": None if (self.program is None or self.safe_mode) else self.program.raw,
+             "stop": self.stop & _PERSISTED_STOPS, "day": self.time.day, "ms": self.time.ms,
+             "titration": self.titration, "pb": self.pb_grants, "catheter_nl": self.catheter_nl,
+             "latched": [c for c in self.alarms.codes() if A.LATCHED[c]],
+             "bridge": self.bridge_from if self.schedule.bridging() else None,
+             "safe": self.safe_mode}
+        self.therapy_rec.save(json.dumps(t).encode())
+
+    # ------------------------------------------------------------------ helpers
+    def _tod(self):
+        return self.clock.wall_s() % DAY_S
+
+    def _event(self, kind, code=0, a=0, b=0):
+        self.log.add(self.time.day, self.time.ms, self.clock.wall_s(), kind, code, a, b)
+
+    def _alarm(self, code, detail=0):
+        if self.alarms.raise_(code):
+            self._event(E.ALARM, code, detail)
+
+    def _clear(self, code, detail=0):
+        if self.alarms.clear(code):
+            self._event(E.ALARM_CLEAR, code, detail)
+
+    def _running(self):
+        return (self.stop == 0 and self.program is not None
+                and self.reservoir.conc == self.program.conc)
+
+    def _apply_limits(self):
+        if self.program is None:
+            self.governor.clear_limits()
+        elif self.schedule.bridging() and self.bridge_from is not None:
+            self.governor.set_limits(self.bridge_from[2], self.bridge_from[3])
+        else:
+            self.governor.set_limits(self.program.max_daily_nl, self.program.max_hourly_nl)
+
+    def _check_reservoir(self):
+        r = self.reservoir
+        if r.conc == 0:
+            self.stop |= EMPTY
+            return
+        if not r.can_stroke():
+            if not self.stop & EMPTY:
+                self.stop |= EMPTY
+                self._alarm(A.RESERVOIR_EMPTY, r.remaining_nl())
+        elif self.stop & EMPTY:
+            self.stop &= ~EMPTY
+            self._clear(A.RESERVOIR_EMPTY)
+        low = self.program.low_reservoir_nl if self.program is not None else 0
+        if r.remaining_nl() <= low:
+            self._alarm(A.LOW_RESERVOIR, r.remaining_nl())
+        else:
+            self._clear(A.LOW_RESERVOIR)
+
+    def _prune(self):
+        """Forget titration and patient-bolus history older than 24 h."""
+        day, ms = self.time.day, self.time.ms
+        keep = [g for g in self.pb_grants if self.time.since(g[0], g[1]) < 86400000]
+        if len(keep) != len(self.pb_grants):
+            self.pb_grants = keep
+        keep = [t for t in self.titration if self.time.since(t[0], t[1]) < 86400000]
+        if len(keep) != len(self.titration):
+            self.titration = keep
+
+    # ------------------------------------------------------------------ the loop
+    def cycle(self):
+        """One wake-up. Returns the ms to sleep before the next. Never raises."""
+        try:
+            return self._cycle()
+        except Exception as e:
+            try:
+                self._fault(e)
+            except Exception:
+                self.stop |= FAULT
+            return self.recheck_ms
+
+    def _fault(self, e):
+        self.stop |= FAULT
+        self.schedule.forfeit()
+        self._event(E.FAULT, 0, 0)
+        self._alarm(A.INTERNAL_FAULT)
+        self._save_therapy()
+
+    def _cycle(self):
+        dt = self.time.sync(self.clock.ticks_ms())
+        tod = self._tod()
+        sleep = self.max_sleep_ms
+
+        # 1. feedback from the stroke commanded at the previous wake-up
+        if self.supervisor.pending:
+            kind = self.supervisor.pending_kind
+            act = self.supervisor.feedback(self.motor.result())
+            if act is None:
+                self.strokes_done += 1
+                self._on_pressure(self.pressure.read())
+            else:
+                # the motor did not move: that stroke left nothing in the patient
+                self.reservoir.strokes -= 1
+                self.ledger.strokes = self.reservoir.strokes
+                if act == RETRY:
+                    self.schedule.give_back(kind)
+                    sleep = self.retry_ms
+                else:
+                    self.stop |= STALLED
+                    self._event(E.FAULT, A.MOTOR_STALL, self.supervisor.stalls)
+                    self._alarm(A.MOTOR_STALL, self.supervisor.stalls)
+                    self._save_therapy()
+        elif self.stop & OCCLUDED:
+            self._on_pressure(self.pressure.read())
+
+        # 2. battery
+        b = self.battery.sample(self.battery_port.level())
+        if b == B_ERI:
+            self._alarm(A.BATTERY_ERI, self.battery.level)
+        elif b == B_EOS:
+            self._alarm(A.BATTERY_EOS, self.battery.level)
+            self.stop |= EOS
+            self._save_therapy()
+
+        # 3. what is owed: the time since the last wake-up counts in the state
+        # the pump was in then; if it is stopped now, all that is owed is forfeited
+        self.schedule.advance(dt, tod, self._was_running)
+        self._check_reservoir()
+        running = self._running()
+        if not running:
+            self.schedule.forfeit()
+        self._was_running = running
+
+        # 4. at most one stroke per wake-up, if the governor agrees
+        if running and self.schedule.owed_total() >= self.stroke_nl:
+            self._stroke()
+            if self.schedule.owed_total() >= self.stroke_nl and sleep > self.stroke_ms:
+                sleep = self.stroke_ms   # more is owed already (a bolus): next stroke next
+
+        # 5. alarms, and when to wake next
+        nxt = self.alarms.annunciate(dt)
+        if nxt is not None and nxt < sleep:
+            sleep = nxt
+        if running:
+            due = self.schedule.ms_until_due(tod)
+            if due is not None and due < sleep:
+                sleep = due
+        elif self.stop & OCCLUDED and self.recheck_ms < sleep:
+            sleep = self.recheck_ms
+        if self.supervisor.pending and sleep < self.stroke_ms:
+            sleep = self.stroke_ms
+        if sleep < 1:
+            sleep = 1
+        return sleep
+
+    def _stroke(self):
+        day, ms = self.time.day, self.time.ms
+        reason = self.governor.check(day, ms, self.stroke_nl, self.reservoir.remaining_nl(),
+                                     self.reservoir.empty_nl)
+        if reason != GOV_OK:
+            self.schedule.refuse()
+            self.refused_nl += self.stroke_nl
+            if reason != self._refusing:
+                self._refusing = reason
+                self._event(E.REFUSAL, R_LIMIT, reason)
+            if reason == GOV_RESERVOIR:
+                self.stop |= EMPTY
+                self._alarm(A.RESERVOIR_EMPTY, self.reservoir.remaining_nl())
+            else:
+                self._alarm(A.DOSE_LIMIT, reason)
+            return
+        if self._refusing:
+            self._refusing = 0
+            self._clear(A.DOSE_LIMIT)
+        kind = self.schedule.take()
+        self.reservoir.strokes += 1
+        led = self.ledger
+        led.strokes = self.reservoir.strokes
+        led.lifetime += 1
+        led.bridge_left_nl = self.schedule.bridge_left_nl
+        self.governor.record(day, ms)
+        idx = self.governor.day.index(day, ms)
+        if idx != self._snap_idx:
+            self._snap_idx = idx
+            self._save_window()
+        led.save(day, ms)                 # write-ahead: counted before commanded
+        self.supervisor.commanded(kind)
+        self.motor.stroke(kind)
+        if kind == BRIDGE and not self.schedule.bridging():
+            self._end_bridge()
+
+    def _end_bridge(self):
+        """The old-strength drug is out of the catheter: from now on strokes carry
+        the new strength, so the windows are re-expressed in it (rounded up)."""
+        old = self.bridge_from[0] if self.bridge_from is not None else 0
+        if old and self.program is not None and old != self.program.conc:
+            self.governor.day.rescale(old, self.program.conc)
+            self.governor.hour.rescale(old, self.program.conc)
+        self.bridge_from = None
+        self._apply_limits()
+        self._event(E.BRIDGE, 1, 0)
+        self._save_therapy()
+
+    def _on_pressure(self, p):
+        t = self.catheter.sample(p)
+        if t == C_OCCL:
+            self.stop |= OCCLUDED
+            self.schedule.forfeit()
+            self._alarm(A.OCCLUSION, p)
+        elif t == C_CLEAR:
+            self.stop &= ~OCCLUDED
+            self._clear(A.OCCLUSION, p)
+        elif t == C_LEAK:
+            self._alarm(A.CATHETER_LEAK, p)
+        elif t == C_LEAK_CLEAR:
+            self._clear(A.CATHETER_LEAK, p)
+
+    # ------------------------------------------------------------------ commands
+    def check_program(self, raw):
+        """Validate a program against the pump's state: -> Program (its read-back
+        is what the programmer shows before the clinician confirms)."""
+        self._prune()
+        base = None
+        for t in self.titration:
+            if base is None or t[2] < base:
+                base = t[2]
+        prev = None if self.safe_mode else self.program
+        p = validate(raw, self.stroke_nl, prev, base)
+        if self.reservoir.conc and p.conc != self.reservoir.conc:
+            raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
+                               % (p.conc, self.reservoir.conc))
+        if p.bridge and (self.program is None or self.program.conc == p.conc or self.safe_mode):
+            raise ProgramError("bridge", "there is no change of concentration to bridge")
+        return p
+
+    def apply_program(self, p):
+        """Put a checked program in force (the second step of programming)."""
+        self._prune()
+        prev = self.program
+        if p.bridge and prev is not None:
+            dead = p.catheter_nl if p.catheter_nl >= 0 else self.catheter_nl
+            dead += self.profile.get("pump_tubing_nl", 0)
+            # the old caps stay in force while old-strength drug is pushed out
+            self.bridge_from = [prev.conc, prev.daily_nl, prev.max_daily_nl, prev.max_hourly_nl]
+            self.schedule.start_bridge(dead, prev.daily_nl, self._tod())
+            self._event(E.BRIDGE, 0, dead, prev.daily_nl)
+        elif prev is not None and prev.conc != p.conc and not self.safe_mode:
+            self.governor.day.rescale(prev.conc, p.conc)
+            self.governor.hour.rescale(prev.conc, p.conc)
+        self.ledger.max_daily_nl = p.max_daily_nl
+        self.ledger.max_hourly_nl = p.max_hourly_nl
+        self.program = p
+        self.safe_mode = False
+        if p.catheter_nl >= 0:
+            self.catheter_nl = p.catheter_nl
+        self.schedule.set_program(p, self._tod())
+        self._apply_limits()
+        self.stop &= ~NEEDS_PROGRAM
+        if self.stop & STORAGE and self.reservoir.conc:
+            self.stop &= ~STORAGE
+        self._clear(A.PROGRAM_REQUIRED)
+        self.titration.append([self.time.day, self.time.ms, p.daily_ug_min])
+        self.ledger.safe_rate_nl_day = p.safe_rate_nl_day
+        self.ledger.bridge_left_nl = self.schedule.bridge_left_nl
+        self.ledger.save(self.time.day, self.time.ms)
+        self._save_therapy()
+        self._event(E.PROGRAM, 0, p.daily_nl, p.daily_dose_ug())
+        if p.override and prev is not None:
+            self._event(E.OVERRIDE, 0, prev.daily_dose_ug(), p.daily_dose_ug())
+        self._check_reservoir()
+
+    def program_now(self, raw):
+        """Check and apply in one step (scripts, tests; the link uses two steps)."""
+        p = self.check_program(raw)
+        self.apply_program(p)
+        return p
+
+    def refill(self, volume_nl, conc, residual_nl):
+        """The reservoir was emptied (residual_nl withdrawn) and refilled."""
+        _need_int(volume_nl, "volume_nl", self.stroke_nl, self.reservoir.capacity_nl)
+        _need_int(conc, "concentration_ug_ml", MIN_CONC_UG_ML, MAX_CONC_UG_ML)
+        _need_int(residual_nl, "residual_nl", 0, self.reservoir.capacity_nl)
+        status = 0
+        if self.reservoir.conc:
+            status, expected, tol = self.reservoir.reconcile(residual_nl)
+            if status == RECONCILE_BAD:
+                self._event(E.REFILL, 1, residual_nl, expected)
+                self._alarm(A.REFILL_DISCREPANCY, residual_nl - expected)
+        old_conc = self.reservoir.conc
+        self.reservoir.refill(volume_nl, conc)
+        self.ledger.fill_nl = volume_nl
+        self.ledger.conc = conc
+        self.ledger.strokes = 0
+        if self.program is None or self.program.conc != conc:
+            # the drug changed: nothing is given until a program for it is confirmed
+            self.stop |= NEEDS_PROGRAM
+            if old_conc or self.program is not None:
+                self._alarm(A.PROGRAM_REQUIRED, conc)
+        self.ledger.save(self.time.day, self.time.ms)
+        self._event(E.REFILL, 0, volume_nl, conc)
+        self._save_therapy()
+        self._check_reservoir()
+        return status
+
+    def _grant_check(self, dose_nl, allow_safe=False):
+        if self.program is None:
+            raise Refused(R_NO_PROGRAM)
+        if self.safe_mode and not allow_safe:
+            raise Refused(R_SAFE_MODE)
+        if not self._running():
+            raise Refused(R_STOPPED)
+        if self.schedule.bridging():
+            raise Refused(R_BRIDGE)
+        # room for the dose and what is owed now; basal given during the bolus
+        # replaces basal that leaves the window meanwhile (the program was
+        # validated to fit its busiest hour plus one bolus)
+        need = dose_nl + self.schedule.owed_total() + 2 * self.stroke_nl
+        if self.governor.headroom_nl(self.time.day, self.time.ms) < need:
+            raise Refused(R_LIMIT)
+
+    def _refuse(self, code, what):
+        self._event(E.REFUSAL, code, what)
+        raise Refused(code)
+
+    def patient_bolus(self):
+        """The patient asks for the programmed bolus. -> dose in nL, or Refused."""
+        p = self.program
+        try:
+            if p is None or p.pb_dose_nl == 0:
+                raise Refused(R_NOT_ALLOWED if p is not None else R_NO_PROGRAM)
+            self._prune()
+            b = self.schedule.bolus(PATIENT)
+            if b.active:
+                raise Refused(R_BUSY)
+            if self.pb_grants:
+                last = self.pb_grants[-1]
+                if self.time.since(last[0], last[1]) < p.pb_lockout_ms:
+                    raise Refused(R_LOCKOUT)
+            if len(self.pb_grants) >= p.pb_max_per_day:
+                raise Refused(R_MAX_PER_DAY)
+            self._grant_check(p.pb_dose_nl)
+        except Refused as r:
+            self._refuse(r.code, PATIENT)
+        b.start(p.pb_dose_nl, p.pb_duration_ms)
+        self.pb_grants.append([self.time.day, self.time.ms])
+        self._save_therapy()
+        self._event(E.BOLUS, PATIENT, p.pb_dose_nl, p.pb_duration_ms // 1000)
+        return p.pb_dose_nl
+
+    def clinician_bolus(self, dose_ug, duration_min):
+        """A single bolus over a duration, then back to the basal program."""
+        _need_int(dose_ug, "dose_ug", 1, MAX_BOLUS_UG)
+        _need_int(duration_min, "duration_min", 1, 1440)
+        if self.program is None:
+            self._refuse(R_NO_PROGRAM, BOLUS)
+        nl = ug_to_nl_floor(dose_ug, self.program.conc)
+        if nl < self.stroke_nl:
+            raise CommandError("dose_ug", "less than one stroke at this concentration")
+        b = self.schedule.bolus(BOLUS)
+        try:
+            if b.active:
+                raise Refused(R_BUSY)
+            self._grant_check(nl)
+        except Refused as r:
+            self._refuse(r.code, BOLUS)
+        b.start(nl, duration_min * 60000)
+        self._event(E.BOLUS, BOLUS, nl, duration_min * 60)
+        return nl
+
+    def prime(self, duration_min, volume_nl=None):
+        """Priming bolus: fill the catheter's dead volume (length x volume per cm,
+        plus the pump's own tubing). It counts against the caps like any stroke."""
+        _need_int(duration_min, "duration_min", 1, 240)
+        dead = self.catheter_nl + self.profile.get("pump_tubing_nl", 0)
+        if volume_nl is None:
+            volume_nl = dead
+        _need_int(volume_nl, "volume_nl", self.stroke_nl, max(dead, self.stroke_nl))
+        b = self.schedule.bolus(PRIME)
+        try:
+            if b.active:
+                raise Refused(R_BUSY)
+            self._grant_check(volume_nl)
+        except Refused as r:
+            self._refuse(r.code, PRIME)
+        b.start(volume_nl, duration_min * 60000)
+        self._event(E.PRIME, 0, volume_nl, duration_min * 60)
+        return volume_nl
+
+    def suspend(self):
+        if not self.stop & SUSPENDED:
+            self.stop |= SUSPENDED
+            self.schedule.forfeit()
+            self.schedule.cancel_boluses()
+            self._event(E.SUSPEND)
+            self._save_therapy()
+
+    def resume(self):
+        if self.stop & SUSPENDED:
+            self.stop &= ~SUSPENDED
+            self._event(E.RESUME)
+            self._save_therapy()
+
+    def silence(self):
+        n = self.alarms.silence()
+        self._event(E.SILENCE, 0, n)
+        return n
+
+    def acknowledge(self, code):
+        """A clinician acknowledges a latched alarm; clears the stop it caused."""
+        _need_int(code, "code", 1, A.N_ALARMS - 1)
+        if not (A.LATCHED[code] and self.alarms.active[code]):
+            return False
+        self._event(E.ACK, code)
+        self._clear(code)
+        if code == A.MOTOR_STALL:
+            self.stop &= ~STALLED
+            self.supervisor.reset()
+        elif code == A.INTERNAL_FAULT:
+            self.stop &= ~FAULT
+        self._save_therapy()
+        return True
+
+    def alarm_test(self):
+        self.alarms.test()
+        self._event(E.ALARM_TEST)
+
+    def set_clock(self, wall_s):
+        """Set the wall clock (clinician). Limits run on pump time, so this
+        moves flex steps and log stamps only: no catch-up, no skipped limit."""
+        _need_int(wall_s, "wall_s", 0, 0x3FFFFFFF)
+        old = self.clock.wall_s()
+        self.clock.set_wall(wall_s)
+        self._event(E.CLOCK, 0, old, wall_s)
+
+    # ------------------------------------------------------------------ status
+    def state(self):
+        for bit, name in STOP_NAMES:
+            if self.stop & bit:
+                return name
+        if self.program is None:
+            return "needs_program"
+        return "safe_mode" if self.safe_mode else "running"
+
+    def status(self):
+        r = self.reservoir
+        p = self.program
+        return {
+            "state": self.state(),
+            "stops": [n for bit, n in STOP_NAMES if self.stop & bit],
+            "program": p.readback() if p is not None else None,
+            "safe_mode": self.safe_mode,
+            "reservoir_nl": r.remaining_nl(), "fill_nl": r.fill_nl,
+            "concentration_ug_ml": r.conc,
+            "days_left": r.days_left(p.daily_nl) if p is not None else None,
+            "battery_permille": self.battery.level,
+            "alarms": [A.name(c) for c in self.alarms.codes()],
+            "strokes_counted": self.ledger.lifetime, "strokes_completed": self.strokes_done,
+            "bridge_left_nl": self.schedule.bridge_left_nl,
+            "pump_time": [self.time.day, self.time.ms], "wall_s": self.clock.wall_s(),
+        }

@@ -1,0 +1,76 @@
+# The event log: a bounded ring of time-stamped, CRC-checked records that
+# survives resets. Each slot of the ring is its own store key ("log.NN"),
+# so a reset in the middle of writing one event damages that event only.
+import struct
+from pump.compat import const
+from pump.record import frame, unframe
+
+ALARM = const(1)
+ALARM_CLEAR = const(2)
+REFILL = const(3)
+PROGRAM = const(4)
+RESET = const(5)
+FAULT = const(6)
+REFUSAL = const(7)
+BOLUS = const(8)
+SUSPEND = const(9)
+RESUME = const(10)
+CLOCK = const(11)
+SILENCE = const(12)
+ACK = const(13)
+ALARM_TEST = const(14)
+OVERRIDE = const(15)
+PRIME = const(16)
+BRIDGE = const(17)
+STORAGE = const(18)
+
+KIND_NAMES = ("", "alarm", "alarm_clear", "refill", "program", "reset", "fault", "refusal",
+              "bolus", "suspend", "resume", "clock", "silence", "ack", "alarm_test",
+              "override", "prime", "bridge", "storage")
+
+_FMT = "<IIiBBii"   # day, ms, wall_s, kind, code, a, b
+
+
+def kind_name(kind):
+    return KIND_NAMES[kind] if 0 < kind < len(KIND_NAMES) else "event_%d" % kind
+
+
+class EventLog:
+    def __init__(self, store, size=64, sink=None):
+        self.store = store
+        self.size = size
+        self.sink = sink      # optional callable(seq, day, ms, wall_s, kind, code, a, b)
+        self.seq = 0
+        self.records = []     # (seq, day, ms, wall_s, kind, code, a, b), oldest first
+        self.corrupt = 0      # slots found damaged at load
+
+    def _key(self, seq):
+        return "log.%02d" % (seq % self.size)
+
+    def load(self):
+        recs = []
+        self.corrupt = 0
+        for i in range(self.size):
+            raw = self.store.read("log.%02d" % i)
+            if raw is None:
+                continue
+            r = unframe(raw)
+            if r is None or len(r[1]) != struct.calcsize(_FMT):
+                self.corrupt += 1
+                continue
+            recs.append((r[0],) + struct.unpack(_FMT, r[1]))
+        recs.sort()
+        self.records = recs[-self.size:]
+        self.seq = recs[-1][0] if recs else 0
+        return self.corrupt
+
+    def add(self, day, ms, wall_s, kind, code=0, a=0, b=0):
+        self.seq += 1
+        rec = (self.seq, day, ms, wall_s, kind, code, a, b)
+        self.records.append(rec)
+        if len(self.records) > self.size:
+            self.records.pop(0)
+        if self.sink is not None:
+            self.sink(*rec)
+        self.store.write(self._key(self.seq),
+                         frame(self.seq, struct.pack(_FMT, day, ms, wall_s, kind, code, a, b)))

@@ -1,0 +1,145 @@
+# The safety governor: the last word before a stroke is commanded.
+#
+# It does not trust the schedule. It keeps its own record of every stroke in
+# two sliding windows on monotonic pump time (24 h and 1 h) and refuses a
+# stroke that would take either window over the program's cap, that would
+# draw the reservoir below its empty threshold, or that is not exactly one
+# stroke. Windows are kept as stroke counts per slot (24 h: 288 slots of
+# 5 min; 1 h: 360 slots of 10 s). A slot counts whole while any part of it is
+# inside the window, so the governor may refuse up to one slot early, never late.
+from array import array
+from pump.compat import const
+from pump.units import DAY_MS
+
+DAY_SLOT_MS = const(300000)
+DAY_SLOTS = const(289)      # 288 slots span 24 h; one more covers a partial slot
+HOUR_SLOT_MS = const(10000)
+HOUR_SLOTS = const(361)
+_DAY_SLOTS_PER_DAY = const(288)
+_HOUR_SLOTS_PER_DAY = const(8640)
+
+# Refusal reasons (also event codes)
+OK = const(0)
+CAP_DAILY = const(1)
+CAP_HOURLY = const(2)
+RESERVOIR = const(3)
+VOLUME = const(4)
+NO_LIMITS = const(5)
+
+
+class Window:
+    """Stroke counts per slot over a sliding window; slot index is absolute."""
+
+    def __init__(self, n, slot_ms, per_day):
+        self.n = n
+        self.slot_ms = slot_ms
+        self.per_day = per_day
+        self.counts = array("H", [0] * n)
+        self.head = 0       # absolute index of the newest slot
+        self.total = 0
+
+    def index(self, day, ms):
+        return day * self.per_day + ms // self.slot_ms
+
+    def roll(self, idx):
+        """Move the window so its newest slot is idx, dropping expired slots."""
+        gap = idx - self.head
+        if gap <= 0:
+            return
+        if gap >= self.n:
+            for i in range(self.n):
+                self.counts[i] = 0
+            self.total = 0
+        else:
+            for k in range(1, gap + 1):
+                j = (self.head + k) % self.n
+                self.total -= self.counts[j]
+                self.counts[j] = 0
+        self.head = idx
+
+    def add(self, strokes):
+        j = self.head % self.n
+        self.counts[j] += strokes
+        self.total += strokes
+
+    def fill_newest(self, strokes):
+        """Put strokes in the newest slot: used when restoring with unknown timing,
+        since assuming they are the most recent is the conservative choice."""
+        self.add(strokes)
+
+    def rescale(self, num, den):
+        """Re-express counts in strokes of another strength, rounding up (safe)."""
+        t = 0
+        for i in range(self.n):
+            c = self.counts[i]
+            if c:
+                c = -((-c * num) // den)
+                if c > 0xFFFF:
+                    c = 0xFFFF
+                self.counts[i] = c
+                t += c
+        self.total = t
+
+    def dump(self):
+        return bytes(self.counts)
+
+    def load(self, head, raw):
+        self.head = head
+        self.counts = array("H", raw)
+        t = 0
+        for c in self.counts:
+            t += c
+        self.total = t
+
+
+class Governor:
+    def __init__(self, stroke_nl):
+        self.stroke_nl = stroke_nl
+        self.day = Window(DAY_SLOTS, DAY_SLOT_MS, _DAY_SLOTS_PER_DAY)
+        self.hour = Window(HOUR_SLOTS, HOUR_SLOT_MS, _HOUR_SLOTS_PER_DAY)
+        self.cap_day = 0      # strokes per 24 h
+        self.cap_hour = 0     # strokes per 1 h
+        self.limits_set = False
+
+    def set_limits(self, max_daily_nl, max_hourly_nl):
+        self.cap_day = max_daily_nl // self.stroke_nl
+        self.cap_hour = max_hourly_nl // self.stroke_nl
+        self.limits_set = True
+
+    def clear_limits(self):
+        self.cap_day = 0
+        self.cap_hour = 0
+        self.limits_set = False
+
+    def roll(self, day, ms):
+        self.day.roll(self.day.index(day, ms))
+        self.hour.roll(self.hour.index(day, ms))
+
+    def check(self, day, ms, volume_nl, remaining_nl, empty_nl):
+        """Would one more stroke of volume_nl now be safe? -> OK or a reason."""
+        if volume_nl != self.stroke_nl:
+            return VOLUME
+        if not self.limits_set:
+            return NO_LIMITS
+        if remaining_nl - volume_nl < empty_nl:
+            return RESERVOIR
+        self.roll(day, ms)
+        if self.day.total + 1 > self.cap_day:
+            return CAP_DAILY
+        if self.hour.total + 1 > self.cap_hour:
+            return CAP_HOURLY
+        return OK
+
+    def headroom_nl(self, day, ms):
+        """Volume that could still be given now without reaching either cap."""
+        self.roll(day, ms)
+        d = self.cap_day - self.day.total
+        h = self.cap_hour - self.hour.total
+        return (d if d < h else h) * self.stroke_nl
+
+    # A commanded stroke is counted even if the motor later reports a stall:
+    # the governor trusts neither the schedule nor the motor.
+    def record(self, day, ms):
+        self.roll(day, ms)
+        self.day.add(1)
+        self.hour.add(1)

@@ -1,0 +1,49 @@
+# The write-ahead ledger: the record that makes resets safe.
+#
+# Before a stroke is commanded its count is saved here; so a reset at any
+# point, even in the middle of this write (A/B copies), can never lead the
+# pump to repeat a stroke: at worst the last counted stroke never ran, which
+# is the safe direction. The record also carries what the pump needs to run
+# its documented safe state if the therapy record is lost: the fill, the
+# concentration, the program's safe rate and its caps.
+import struct
+from pump.record import ABRecord, OK
+
+_FMT = "<IIIIIIIIII"
+FIELDS = ("day", "ms", "strokes", "lifetime", "fill_nl", "conc", "bridge_left_nl",
+          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl")
+
+
+class Ledger:
+    def __init__(self, store):
+        self.rec = ABRecord(store, "ledger")
+        self.buf = bytearray(struct.calcsize(_FMT))
+        self.day = 0
+        self.ms = 0
+        self.strokes = 0          # counted since the last fill
+        self.lifetime = 0         # counted since the pump was new
+        self.fill_nl = 0
+        self.conc = 0
+        self.bridge_left_nl = 0
+        self.safe_rate_nl_day = 0
+        self.max_daily_nl = 0
+        self.max_hourly_nl = 0
+
+    def load(self):
+        status, payload = self.rec.load()
+        if status == OK and len(payload) == len(self.buf):
+            v = struct.unpack(_FMT, payload)
+            (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
+             self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
+             self.max_hourly_nl) = v
+        elif status == OK:
+            status = 2  # wrong shape: treat as corrupt
+        return status
+
+    def save(self, day, ms):
+        self.day = day
+        self.ms = ms
+        struct.pack_into(_FMT, self.buf, 0, day, ms, self.strokes, self.lifetime,
+                         self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
+                         self.max_daily_nl, self.max_hourly_nl)
+        self.rec.save(self.buf)

@@ -1,0 +1,276 @@
+# Therapy programs: validated on arrival, converted once to integer nL.
+#
+# A program arrives as a plain dict (from the programmer link, a TOML file or
+# storage). validate() either returns a Program whose every field is an
+# integer in pump units, or raises ProgramError naming the field and the
+# reason. Limits are rounded toward the safe side (floor for maxima).
+from pump.units import (DAY_S, DAY_MIN, MINUTE_MS, MIN_CONC_UG_ML, MAX_CONC_UG_ML,
+                        ug_to_nl_floor)
+from pump.governor import DAY_SLOT_MS, HOUR_SLOT_MS
+
+MODES = ("continuous", "flex", "stopped")
+MAX_FLEX_STEPS = 10
+MAX_DAILY_DOSE_UG = 3000   # label: reported maintenance 12-2003 ug/day
+MAX_BOLUS_UG = 500
+DEFAULT_STEP_UP_PCT = 30   # label titration: raise 10-30 % once per 24 h (spinal)
+DEFAULT_LOW_RESERVOIR_UL = 2000
+
+KNOWN_KEYS = ("mode", "concentration_ug_ml", "daily_dose_ug", "steps", "max_daily_ug",
+              "max_hourly_ug", "max_step_up_pct", "override_step_up", "patient_bolus",
+              "safe_rate_ug_day", "low_reservoir_ul", "bridge", "catheter_cm",
+              "catheter_nl_per_cm")
+BOLUS_KEYS = ("dose_ug", "duration_min", "lockout_min", "max_per_day")
+
+
+class ProgramError(ValueError):
+    def __init__(self, field, reason):
+        ValueError.__init__(self, field + ": " + reason)
+        self.field = field
+        self.reason = reason
+
+
+def _int(raw, key, lo, hi, default=None, field=None):
+    name = field or key
+    if key not in raw:
+        if default is None:
+            raise ProgramError(name, "is required")
+        return default
+    v = raw[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProgramError(name, "must be a whole number, got %r" % (v,))
+    if v < lo or v > hi:
+        raise ProgramError(name, "%d is outside %d..%d" % (v, lo, hi))
+    return v
+
+
+def _bool(raw, key):
+    v = raw.get(key, False)
+    if not isinstance(v, bool):
+        raise ProgramError(key, "must be true or false")
+    return v
+
+
+class Program:
+    """A validated program. Rates in nL/day, limits in nL, times in ms."""
+
+    def __init__(self):
+        self.raw = None
+        self.mode = "stopped"
+        self.conc = 0
+        self.steps = [(0, 0)]        # (start second of day, nL/day), sorted
+        self.step_ug = [0]           # ug/day of each step, for read-back
+        self.daily_ug_min = 0        # daily dose in ug*min/day (exact, for step-up checks)
+        self.daily_nl = 0
+        self.max_daily_nl = 0
+        self.max_hourly_nl = 0
+        self.max_step_up_pct = DEFAULT_STEP_UP_PCT
+        self.override = False
+        self.pb_dose_nl = 0          # patient bolus; 0 means none programmed
+        self.pb_dose_ug = 0
+        self.pb_duration_ms = 0
+        self.pb_lockout_ms = 0
+        self.pb_max_per_day = 0
+        self.safe_rate_nl_day = 0
+        self.low_reservoir_nl = DEFAULT_LOW_RESERVOIR_UL * 1000
+        self.bridge = False
+        self.catheter_nl = -1        # -1: use the profile's catheter
+
+    def daily_dose_ug(self):
+        return self.daily_ug_min // DAY_MIN
+
+    def rate_at(self, tod_s):
+        """nL/day of the step in force at local time of day tod_s."""
+        rate = self.steps[-1][1]
+        for start, r in self.steps:
+            if start <= tod_s:
+                rate = r
+            else:
+                break
+        return rate
+
+    def next_boundary_s(self, tod_s):
+        """Seconds from tod_s until the next step starts (None for one step)."""
+        if len(self.steps) < 2:
+            return None
+        for start, _ in self.steps:
+            if start > tod_s:
+                return start - tod_s
+        return DAY_S - tod_s + self.steps[0][0]
+
+    def readback(self):
+        """What the pump echoes to the programmer: its own converted numbers."""
+        return {
+            "mode": self.mode, "concentration_ug_ml": self.conc,
+            "daily_dose_ug": self.daily_dose_ug(), "daily_nl": self.daily_nl,
+            "steps": [{"start_min": s // 60, "daily_rate_ug": u, "nl_per_day": r}
+                      for (s, r), u in zip(self.steps, self.step_ug)],
+            "max_daily_nl": self.max_daily_nl, "max_hourly_nl": self.max_hourly_nl,
+            "patient_bolus_nl": self.pb_dose_nl, "safe_rate_nl_day": self.safe_rate_nl_day,
+            "low_reservoir_nl": self.low_reservoir_nl, "override_step_up": self.override,
+        }
+
+
+def _peak_window_nl(steps, window_s):
+    """Largest basal volume (nL, rounded up) in any window_s-long span of the daily
+    pattern. The integral of a step function over a sliding window peaks with a
+    window edge on a step boundary, so only those placements are tried."""
+    if len(steps) == 1:
+        return -((-steps[0][1] * window_s) // DAY_S)
+    best = 0
+    starts = [s for s, _ in steps]
+    cands = []
+    for b in starts:
+        cands.append(b)
+        cands.append((b - window_s) % DAY_S)
+    for a in cands:
+        total = 0  # in nL*s/day
+        t = a
+        left = window_s
+        while left > 0:
+            tod = t % DAY_S
+            rate = steps[-1][1]
+            nxt = DAY_S
+            for i in range(len(steps)):
+                if steps[i][0] <= tod:
+                    rate = steps[i][1]
+                    nxt = steps[i + 1][0] if i + 1 < len(steps) else DAY_S
+            span = min(left, nxt - tod)
+            total += rate * span
+            t += span
+            left -= span
+        best = max(best, -((-total) // DAY_S))
+    return best
+
+
+def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
+    """Check a program dict and convert it. previous: the Program in force
+    (for the step-up limit); min_recent_ug_min: the lowest daily dose in force
+    during the last 24 h, the base the step-up is measured from."""
+    if not isinstance(raw, dict):
+        raise ProgramError("program", "must be a table of settings")
+    for k in raw:
+        if k not in KNOWN_KEYS:
+            raise ProgramError(k, "is not a program setting")
+    p = Program()
+    p.raw = raw
+    mode = raw.get("mode")
+    if mode not in MODES:
+        raise ProgramError("mode", "must be one of continuous, flex, stopped, got %r" % (mode,))
+    p.mode = mode
+    p.conc = _int(raw, "concentration_ug_ml", MIN_CONC_UG_ML, MAX_CONC_UG_ML)
+    conc = p.conc
+
+    if mode == "continuous":
+        ug = _int(raw, "daily_dose_ug", 1, MAX_DAILY_DOSE_UG)
+        p.steps = [(0, ug_to_nl_floor(ug, conc))]
+        p.step_ug = [ug]
+        p.daily_ug_min = ug * DAY_MIN
+    elif mode == "flex":
+        steps = raw.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise ProgramError("steps", "a flex program needs 1..%d steps" % MAX_FLEX_STEPS)
+        if len(steps) > MAX_FLEX_STEPS:
+            raise ProgramError("steps", "%d steps; at most %d per day" % (len(steps), MAX_FLEX_STEPS))
+        out = []
+        ugs = []
+        prev = -1
+        for i, st in enumerate(steps):
+            where = "steps[%d]" % i
+            if not isinstance(st, dict):
+                raise ProgramError(where, "must be a table with start_min and daily_rate_ug")
+            for k in st:
+                if k not in ("start_min", "daily_rate_ug"):
+                    raise ProgramError(where + "." + k, "is not a step setting")
+            start = _int(st, "start_min", 0, DAY_MIN - 1, field=where + ".start_min")
+            if start <= prev:
+                raise ProgramError(where + ".start_min", "steps must start in increasing time order")
+            prev = start
+            ug = _int(st, "daily_rate_ug", 0, MAX_DAILY_DOSE_UG, field=where + ".daily_rate_ug")
+            out.append((start * 60, ug_to_nl_floor(ug, conc)))
+            ugs.append(ug)
+        p.steps = out
+        p.step_ug = ugs
+        total = 0
+        for i in range(len(out)):
+            end = out[i + 1][0] if i + 1 < len(out) else DAY_S + out[0][0]
+            total += ugs[i] * ((end - out[i][0]) // 60)
+        p.daily_ug_min = total
+        if total == 0:
+            raise ProgramError("steps", "every step has rate 0; use mode = stopped")
+    else:
+        p.steps = [(0, 0)]
+        p.step_ug = [0]
+        p.daily_ug_min = 0
+
+    p.daily_nl = ug_to_nl_floor(p.daily_ug_min, conc * DAY_MIN)
+    peak_rate = max(r for _, r in p.steps)
+    max_daily_ug = _int(raw, "max_daily_ug", 1, 2 * MAX_DAILY_DOSE_UG)
+    max_hourly_ug = _int(raw, "max_hourly_ug", 1, 2 * MAX_DAILY_DOSE_UG)
+    if max_hourly_ug > max_daily_ug:
+        raise ProgramError("max_hourly_ug", "%d ug/h is above max_daily_ug %d" % (max_hourly_ug, max_daily_ug))
+    p.max_daily_nl = ug_to_nl_floor(max_daily_ug, conc)
+    p.max_hourly_nl = ug_to_nl_floor(max_hourly_ug, conc)
+
+    # The governor counts its windows in slots and a slot counts whole while any
+    # part of it is inside the window, so it may hold a stroke up to one slot
+    # early. A program must leave that much headroom (plus two strokes of
+    # quantisation) under its own limits, or the pump could never deliver it.
+    slot_day = -((-peak_rate * (DAY_SLOT_MS // 1000)) // DAY_S)
+    slot_hour = -((-peak_rate * (HOUR_SLOT_MS // 1000)) // DAY_S)
+    need_day = _peak_window_nl(p.steps, DAY_S) + slot_day + 2 * stroke_nl
+    need_hour = _peak_window_nl(p.steps, 3600) + slot_hour + 2 * stroke_nl
+
+    pb = raw.get("patient_bolus")
+    if pb is not None:
+        if not isinstance(pb, dict):
+            raise ProgramError("patient_bolus", "must be a table of settings")
+        for k in pb:
+            if k not in BOLUS_KEYS:
+                raise ProgramError("patient_bolus." + k, "is not a patient bolus setting")
+        p.pb_dose_ug = _int(pb, "dose_ug", 1, MAX_BOLUS_UG, field="patient_bolus.dose_ug")
+        p.pb_duration_ms = _int(pb, "duration_min", 1, 240, field="patient_bolus.duration_min") * MINUTE_MS
+        p.pb_lockout_ms = _int(pb, "lockout_min", 10, DAY_MIN, field="patient_bolus.lockout_min") * MINUTE_MS
+        p.pb_max_per_day = _int(pb, "max_per_day", 1, 24, field="patient_bolus.max_per_day")
+        if p.pb_lockout_ms < p.pb_duration_ms:
+            raise ProgramError("patient_bolus.lockout_min", "must not be shorter than duration_min")
+        p.pb_dose_nl = ug_to_nl_floor(p.pb_dose_ug, conc)
+        if p.pb_dose_nl < stroke_nl:
+            raise ProgramError("patient_bolus.dose_ug", "%d ug is less than one stroke at this concentration" % p.pb_dose_ug)
+        if need_hour + p.pb_dose_nl > p.max_hourly_nl:
+            raise ProgramError("patient_bolus.dose_ug",
+                               "%d ug does not fit under max_hourly_ug %d with the basal rate; the hourly limit must be at least %d ug"
+                               % (p.pb_dose_ug, max_hourly_ug, _ug_ceil(need_hour + p.pb_dose_nl, conc)))
+    if need_day > p.max_daily_nl:
+        raise ProgramError("max_daily_ug", "%d ug is below what the program needs in 24 h: at least %d ug"
+                           % (max_daily_ug, _ug_ceil(need_day, conc)))
+    if need_hour > p.max_hourly_nl:
+        raise ProgramError("max_hourly_ug", "%d ug is below what the program needs in its busiest hour: at least %d ug"
+                           % (max_hourly_ug, _ug_ceil(need_hour, conc)))
+
+    safe_ug = _int(raw, "safe_rate_ug_day", 0, MAX_DAILY_DOSE_UG, default=0)
+    if safe_ug * DAY_MIN > p.daily_ug_min:
+        raise ProgramError("safe_rate_ug_day", "%d ug/day is above the programmed daily dose" % safe_ug)
+    p.safe_rate_nl_day = ug_to_nl_floor(safe_ug, conc)
+    p.low_reservoir_nl = _int(raw, "low_reservoir_ul", 0, 40000, default=DEFAULT_LOW_RESERVOIR_UL) * 1000
+    p.max_step_up_pct = _int(raw, "max_step_up_pct", 0, 100, default=DEFAULT_STEP_UP_PCT)
+    p.override = _bool(raw, "override_step_up")
+    p.bridge = _bool(raw, "bridge")
+    if "catheter_cm" in raw or "catheter_nl_per_cm" in raw:
+        p.catheter_nl = (_int(raw, "catheter_cm", 1, 200)
+                         * _int(raw, "catheter_nl_per_cm", 100, 20000))
+
+    if previous is not None and previous.mode != "stopped" and not p.override:
+        base = previous.daily_ug_min
+        if min_recent_ug_min is not None and min_recent_ug_min < base:
+            base = min_recent_ug_min
+        # Integer form of: new > base * (1 + pct/100)
+        pct = previous.max_step_up_pct  # the limit in force governs the change
+        if base > 0 and p.daily_ug_min * 100 > base * (100 + pct):
+            raise ProgramError("daily_dose_ug",
+                               "raises the daily dose from %d to %d ug, more than %d %% within 24 h; a clinician override is required"
+                               % (base // DAY_MIN, p.daily_dose_ug(), pct))
+    return p
+
+
+def _ug_ceil(nl, conc):
+    return -((-nl * conc) // 1000000)

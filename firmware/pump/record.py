@@ -1,0 +1,72 @@
+# Persistent records: A/B copies, each framed with a sequence number and CRC32.
+#
+# A write goes to the copy holding the older sequence, so a reset in the middle
+# of a write can only damage that copy; the other still holds the previous
+# good record. load() returns the newest copy whose CRC checks, and tells a
+# missing record (new pump) apart from a corrupt one (alarm).
+#
+# Frame: b"PR" | len:u16 | seq:u32 | payload | crc32:u32 (over all before it)
+import struct
+from pump.compat import crc32
+
+_HEAD = "<2sHI"
+_HEAD_LEN = 8
+
+MISSING = 0
+OK = 1
+CORRUPT = 2  # at least one copy exists and none checks
+
+
+def frame(seq, payload):
+    body = struct.pack(_HEAD, b"PR", len(payload), seq) + bytes(payload)
+    return body + struct.pack("<I", crc32(body))
+
+
+def unframe(data):
+    """Return (seq, payload) or None if the bytes are not a whole, intact record."""
+    if data is None or len(data) < _HEAD_LEN + 4:
+        return None
+    magic, n, seq = struct.unpack_from(_HEAD, data, 0)
+    if magic != b"PR" or len(data) != _HEAD_LEN + n + 4:
+        return None
+    (crc,) = struct.unpack_from("<I", data, _HEAD_LEN + n)
+    if crc != crc32(memoryview(data)[: _HEAD_LEN + n]):
+        return None
+    return seq, bytes(data[_HEAD_LEN : _HEAD_LEN + n])
+
+
+class ABRecord:
+    """One named record kept as two copies, name.a and name.b, in a store port."""
+
+    def __init__(self, store, name):
+        self.store = store
+        self.keys = (name + ".a", name + ".b")
+        self.seq = 0
+        self._next = 0  # index of the copy the next save overwrites
+
+    def load(self):
+        """-> (status, payload). Also positions the next save on the older copy."""
+        best = None
+        best_i = 0
+        present = 0
+        for i in (0, 1):
+            raw = self.store.read(self.keys[i])
+            if raw is None:
+                continue
+            present += 1
+            rec = unframe(raw)
+            if rec is not None and (best is None or rec[0] > best[0]):
+                best = rec
+                best_i = i
+        if best is None:
+            self.seq = 0
+            self._next = 0
+            return (CORRUPT if present else MISSING), None
+        self.seq = best[0]
+        self._next = 1 - best_i
+        return OK, best[1]
+
+    def save(self, payload):
+        self.seq += 1
+        self.store.write(self.keys[self._next], frame(self.seq, payload))
+        self._next = 1 - self._next
