@@ -11,7 +11,8 @@ import json
 from pump.compat import const
 from pump.units import DAY_S, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
 from pump.monotime import PumpTime
-from pump.program import Program, ProgramError, validate, MAX_BOLUS_UG
+from pump.program import (Program, ProgramError, validate, MAX_BOLUS_UG, fastest_bolus_nl_day,
+                          bolus_too_fast)
 from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
 from pump.governor import Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR
 from pump.ledger import Ledger
@@ -59,7 +60,7 @@ class CommandError(ValueError):
     """A command with a bad argument: nothing was changed."""
 
     def __init__(self, field, reason):
-        ValueError.__init__(self, field + ": " + reason)
+        super().__init__(field + ": " + reason)
         self.field = field
         self.reason = reason
 
@@ -68,7 +69,7 @@ class Refused(Exception):
     """A well-formed request the pump will not carry out now (logged)."""
 
     def __init__(self, code):
-        Exception.__init__(self, REFUSAL_NAMES[code])
+        super().__init__(REFUSAL_NAMES[code])
         self.code = code
 
 
@@ -93,6 +94,7 @@ class Pump:
         self.recheck_ms = profile.get("recheck_ms", 60000)
         self.retry_ms = profile.get("stall_retry_ms", 1000)
         self.max_sleep_ms = profile.get("max_sleep_ms", 600000)
+        self.fastest_nl_day = fastest_bolus_nl_day(self.stroke_nl, self.stroke_ms)
         self.time = PumpTime()
         self.schedule = Schedule(self.stroke_nl)
         self.governor = Governor(self.stroke_nl)
@@ -121,6 +123,8 @@ class Pump:
         self._refusing = 0
         self._snap_idx = -1
         self._snap_lifetime = 0
+        self._alarm_dt = 0
+        self._in_count = False    # the stroke in flight is counted in the reservoir
         self.bridge_from = None   # [conc, nL/day, max_daily_nl, max_hourly_nl] of the old drug
 
     # ------------------------------------------------------------------ start
@@ -132,8 +136,22 @@ class Pump:
         tst, tpay = self.therapy_rec.load()
         wst, wpay = self.window_rec.load()
         self.time.restore(0, 0)
+        if self.log.records:   # nor earlier than the newest event it logged
+            newest = self.log.records[-1]
+            self._later(newest[1], newest[2])
+        self._event_later = []
+        self._therapy_damaged = False
         corrupt = []
         ledger_ok = lst == OK
+        saved_lifetime = self.ledger.lifetime if ledger_ok else 0
+        if lst == OK and self.ledger.rec.damaged:
+            # One copy fails its check: a write cut off by a reset (its stroke was
+            # never commanded), or a record written in full and damaged later,
+            # perhaps the newer one, whose stroke may have run. The two cannot be
+            # told apart for sure (a flipped length looks like a cut), so count
+            # one more stroke: the pump may believe it has less drug, never more.
+            self.ledger.strokes += 1
+            self.ledger.lifetime += 1
         if lst == OK:
             self.reservoir.fill_nl = self.ledger.fill_nl
             self.reservoir.conc = self.ledger.conc
@@ -152,31 +170,49 @@ class Pump:
                 tst = CORRUPT
         if tst == CORRUPT:
             corrupt.append(2)
+        elif therapy is not None and self.therapy_rec.damaged:
+            self._therapy_damaged = True
         if wst == OK and self._load_window(wpay):
-            pass
-        elif wst != MISSING or (ledger_ok and self.ledger.lifetime > 0):
+            # pump time resumes no earlier than the newest window slot: strokes
+            # after the restart must fall in later slots, never pile into that one
+            hh = self.governor.hour.head
+            self._later(hh // self.governor.hour.per_day,
+                        (hh % self.governor.hour.per_day) * self.governor.hour.slot_ms)
+        elif wst != MISSING or saved_lifetime > 0:
             corrupt.append(3)
             wst = CORRUPT
         self.governor.roll(self.time.day, self.time.ms)
-        if wst == OK:
+        refilled = False    # the windows were given strokes of unknown timing
+        if wst == MISSING:
+            self._snap_lifetime = 0
+        if wst == OK or wst == MISSING:
             # strokes counted by the ledger after the last window snapshot: put
             # them in the newest slot, as if they had just happened (conservative)
             missing = self.ledger.lifetime - self._snap_lifetime
             if missing > 0:
                 self.governor.day.fill_newest(missing)
                 self.governor.hour.fill_newest(missing)
+                refilled = True
         elif wst == CORRUPT:
             # the dose history is lost: the pump cannot show that any stroke in
             # the next 24 h is inside the caps, so it counts the windows as full
             self.governor.day.fill_newest(0xFFFF)
             self.governor.hour.fill_newest(0xFFFF)
+            refilled = True
 
         self.stop = 0
+        # a damaged copy beside a usable record: logged (code: which record;
+        # a: 1 if the copy was whole, so perhaps newer, 0 if torn by a reset)
+        for which, rec in ((1, self.ledger.rec), (2, self.therapy_rec), (3, self.window_rec)):
+            if rec.damaged and which not in corrupt:
+                self._event_later.append((E.STORAGE, which, rec.suspect))
         if therapy is not None and therapy.get("safe") and ledger_ok:
             self._restore_therapy(therapy)
             self._enter_safe_mode()
         elif therapy is not None:
             self._restore_therapy(therapy)
+            if self._therapy_damaged:
+                self._distrust_therapy(ledger_ok, corrupt)
         elif tst == CORRUPT and ledger_ok and self.ledger.safe_rate_nl_day > 0:
             self._enter_safe_mode()
         else:
@@ -191,8 +227,22 @@ class Pump:
         if self.program is not None:
             self.schedule.set_program(self.program, self._tod())
         self._apply_limits()
-        day, ms = self.time.day, self.time.ms
+        if lst == CORRUPT and wst == OK:
+            # the windows were saved at the first stroke of a slot; the ledger
+            # counted the strokes after that, and it is lost. The governor held
+            # them to the hourly cap in force, so count a full hour now (with no
+            # program known, full windows).
+            n = self.governor.cap_hour if self.governor.limits_set else 0xFFFF
+            self.governor.day.fill_newest(n)
+            self.governor.hour.fill_newest(n)
+            refilled = True
+        if refilled:
+            # the conservative counts are saved at once: another reset must not
+            # go back to the snapshot without them
+            self._save_window()
         self._event(E.RESET, reset_cause, self.ledger.lifetime)
+        for ev in self._event_later:
+            self._event(*ev)
         if torn_log:
             self._event(E.STORAGE, 4, torn_log)
         for which in corrupt:
@@ -215,7 +265,7 @@ class Pump:
         raw = t.get("program")
         if raw is not None:
             try:
-                self.program = validate(raw, self.stroke_nl)
+                self.program = validate(raw, self.stroke_nl, fastest_nl_day=self.fastest_nl_day)
             except ProgramError:
                 self.program = None
                 self.stop |= STORAGE
@@ -235,6 +285,24 @@ class Pump:
             self.alarms.raise_(A.BATTERY_EOS)
         if self.stop & STALLED:
             self.alarms.raise_(A.MOTOR_STALL)
+
+    def _distrust_therapy(self, ledger_ok, corrupt):
+        """The therapy record in use may be one save old. A lost patient-bolus
+        grant would shorten a lockout: count one as granted now. A lost program
+        change would leave old limits in force: if the program disagrees with the
+        caps the ledger saved with the newest program, fall back to the safe state."""
+        if self.program is not None and self.program.pb_dose_nl:
+            self.pb_grants.append([self.time.day, self.time.ms])
+        p = self.program
+        if p is not None and ledger_ok and (p.max_daily_nl != self.ledger.max_daily_nl
+                                            or p.max_hourly_nl != self.ledger.max_hourly_nl
+                                            or p.safe_rate_nl_day != self.ledger.safe_rate_nl_day):
+            corrupt.append(2)
+            self.program = None
+            if self.ledger.safe_rate_nl_day > 0:
+                self._enter_safe_mode()
+            else:
+                self.stop |= STORAGE | NEEDS_PROGRAM
 
     def _enter_safe_mode(self):
         """The program record is lost but the ledger names a safe rate: run only
@@ -352,8 +420,18 @@ class Pump:
         self._alarm(A.INTERNAL_FAULT)
         self._save_therapy()
 
-    def _cycle(self):
+    def _sync(self):
+        """Bring pump time and the schedule up to now, at the rates chosen at the
+        previous decision. Every wake-up and every command starts here, so a
+        command never applies its new rates to time that has already passed."""
         dt = self.time.sync(self.clock.ticks_ms())
+        self._alarm_dt += dt
+        self.schedule.advance(dt, self._tod(), self._was_running)
+        if not self._was_running:
+            self.schedule.forfeit()
+
+    def _cycle(self):
+        self._sync()
         tod = self._tod()
         sleep = self.max_sleep_ms
 
@@ -365,9 +443,12 @@ class Pump:
                 self.strokes_done += 1
                 self._on_pressure(self.pressure.read())
             else:
-                # the motor did not move: that stroke left nothing in the patient
-                self.reservoir.strokes -= 1
-                self.ledger.strokes = self.reservoir.strokes
+                # the motor did not move: that stroke left nothing in the patient,
+                # and the ledger says so before anything else happens
+                if self._in_count:   # not if a refill has measured the reservoir since
+                    self.reservoir.strokes -= 1
+                    self.ledger.uncount(self.time.day, self.time.ms)
+                self.governor.unrecord()
                 if act == RETRY:
                     self.schedule.give_back(kind)
                     sleep = self.retry_ms
@@ -388,9 +469,8 @@ class Pump:
             self.stop |= EOS
             self._save_therapy()
 
-        # 3. what is owed: the time since the last wake-up counts in the state
-        # the pump was in then; if it is stopped now, all that is owed is forfeited
-        self.schedule.advance(dt, tod, self._was_running)
+        # 3. what is owed was counted by _sync in the state the pump was in at the
+        # previous decision; if it is stopped now, all that is owed is forfeited
         self._check_reservoir()
         running = self._running()
         if not running:
@@ -404,7 +484,8 @@ class Pump:
                 sleep = self.stroke_ms   # more is owed already (a bolus): next stroke next
 
         # 5. alarms, and when to wake next
-        nxt = self.alarms.annunciate(dt)
+        nxt = self.alarms.annunciate(self._alarm_dt)
+        self._alarm_dt = 0
         if nxt is not None and nxt < sleep:
             sleep = nxt
         if running:
@@ -413,7 +494,9 @@ class Pump:
                 sleep = due
         elif self.stop & OCCLUDED and self.recheck_ms < sleep:
             sleep = self.recheck_ms
-        if self.supervisor.pending and sleep < self.stroke_ms:
+        if self.supervisor.pending:
+            # read the stroke's feedback as soon as it is done, so that a stall
+            # is retried at once and never turns into a late double stroke
             sleep = self.stroke_ms
         if sleep < 1:
             sleep = 1
@@ -449,7 +532,8 @@ class Pump:
         if idx != self._snap_idx:
             self._snap_idx = idx
             self._save_window()
-        led.save(day, ms)                 # write-ahead: counted before commanded
+        led.save(day, ms, stroke=True)    # write-ahead: counted before commanded
+        self._in_count = True
         self.supervisor.commanded(kind)
         self.motor.stroke(kind)
         if kind == BRIDGE and not self.schedule.bridging():
@@ -491,7 +575,7 @@ class Pump:
             if base is None or t[2] < base:
                 base = t[2]
         prev = None if self.safe_mode else self.program
-        p = validate(raw, self.stroke_nl, prev, base)
+        p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day)
         if self.reservoir.conc and p.conc != self.reservoir.conc:
             raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
                                % (p.conc, self.reservoir.conc))
@@ -501,6 +585,7 @@ class Pump:
 
     def apply_program(self, p):
         """Put a checked program in force (the second step of programming)."""
+        self._sync()
         self._prune()
         prev = self.program
         if p.bridge and prev is not None:
@@ -528,7 +613,7 @@ class Pump:
         self.titration.append([self.time.day, self.time.ms, p.daily_ug_min])
         self.ledger.safe_rate_nl_day = p.safe_rate_nl_day
         self.ledger.bridge_left_nl = self.schedule.bridge_left_nl
-        self.ledger.save(self.time.day, self.time.ms)
+        self.ledger.save(self.time.day, self.time.ms, both=True)
         self._save_therapy()
         self._event(E.PROGRAM, 0, p.daily_nl, p.daily_dose_ug())
         if p.override and prev is not None:
@@ -543,6 +628,7 @@ class Pump:
 
     def refill(self, volume_nl, conc, residual_nl):
         """The reservoir was emptied (residual_nl withdrawn) and refilled."""
+        self._sync()
         _need_int(volume_nl, "volume_nl", self.stroke_nl, self.reservoir.capacity_nl)
         _need_int(conc, "concentration_ug_ml", MIN_CONC_UG_ML, MAX_CONC_UG_ML)
         _need_int(residual_nl, "residual_nl", 0, self.reservoir.capacity_nl)
@@ -554,6 +640,7 @@ class Pump:
                 self._alarm(A.REFILL_DISCREPANCY, residual_nl - expected)
         old_conc = self.reservoir.conc
         self.reservoir.refill(volume_nl, conc)
+        self._in_count = False    # a stroke in flight is in the residual measured
         self.ledger.fill_nl = volume_nl
         self.ledger.conc = conc
         self.ledger.strokes = 0
@@ -562,7 +649,7 @@ class Pump:
             self.stop |= NEEDS_PROGRAM
             if old_conc or self.program is not None:
                 self._alarm(A.PROGRAM_REQUIRED, conc)
-        self.ledger.save(self.time.day, self.time.ms)
+        self.ledger.save(self.time.day, self.time.ms, both=True)
         self._event(E.REFILL, 0, volume_nl, conc)
         self._save_therapy()
         self._check_reservoir()
@@ -607,11 +694,18 @@ class Pump:
             self._grant_check(p.pb_dose_nl)
         except Refused as r:
             self._refuse(r.code, PATIENT)
+        self._sync()
         b.start(p.pb_dose_nl, p.pb_duration_ms)
         self.pb_grants.append([self.time.day, self.time.ms])
         self._save_therapy()
         self._event(E.BOLUS, PATIENT, p.pb_dose_nl, p.pb_duration_ms // 1000)
         return p.pb_dose_nl
+
+    def _check_speed(self, vol_nl, duration_min):
+        least = bolus_too_fast(vol_nl, duration_min * 60000, self.fastest_nl_day)
+        if least is not None:
+            raise CommandError("duration_min", "%d nL in %d min is faster than the pump gives a bolus; at least %d min"
+                               % (vol_nl, duration_min, least))
 
     def clinician_bolus(self, dose_ug, duration_min):
         """A single bolus over a duration, then back to the basal program."""
@@ -622,6 +716,7 @@ class Pump:
         nl = ug_to_nl_floor(dose_ug, self.program.conc)
         if nl < self.stroke_nl:
             raise CommandError("dose_ug", "less than one stroke at this concentration")
+        self._check_speed(nl, duration_min)
         b = self.schedule.bolus(BOLUS)
         try:
             if b.active:
@@ -629,6 +724,7 @@ class Pump:
             self._grant_check(nl)
         except Refused as r:
             self._refuse(r.code, BOLUS)
+        self._sync()
         b.start(nl, duration_min * 60000)
         self._event(E.BOLUS, BOLUS, nl, duration_min * 60)
         return nl
@@ -641,6 +737,7 @@ class Pump:
         if volume_nl is None:
             volume_nl = dead
         _need_int(volume_nl, "volume_nl", self.stroke_nl, max(dead, self.stroke_nl))
+        self._check_speed(volume_nl, duration_min)
         b = self.schedule.bolus(PRIME)
         try:
             if b.active:
@@ -648,11 +745,13 @@ class Pump:
             self._grant_check(volume_nl)
         except Refused as r:
             self._refuse(r.code, PRIME)
+        self._sync()
         b.start(volume_nl, duration_min * 60000)
         self._event(E.PRIME, 0, volume_nl, duration_min * 60)
         return volume_nl
 
     def suspend(self):
+        self._sync()
         if not self.stop & SUSPENDED:
             self.stop |= SUSPENDED
             self.schedule.forfeit()
@@ -661,6 +760,7 @@ class Pump:
             self._save_therapy()
 
     def resume(self):
+        self._sync()
         if self.stop & SUSPENDED:
             self.stop &= ~SUSPENDED
             self._event(E.RESUME)
@@ -693,6 +793,7 @@ class Pump:
     def set_clock(self, wall_s):
         """Set the wall clock (clinician). Limits run on pump time, so this
         moves flex steps and log stamps only: no catch-up, no skipped limit."""
+        self._sync()
         _need_int(wall_s, "wall_s", 0, 0x3FFFFFFF)
         old = self.clock.wall_s()
         self.clock.set_wall(wall_s)

@@ -65,6 +65,8 @@ class EventLog:
         return self.corrupt
 
     def add(self, day, ms, wall_s, kind, code=0, a=0, b=0):
+        # pack first: a value that does not fit changes nothing
+        body = struct.pack(_FMT, day, ms, wall_s, kind, code, a, b)
         self.seq += 1
         rec = (self.seq, day, ms, wall_s, kind, code, a, b)
         self.records.append(rec)
@@ -72,5 +74,4 @@ class EventLog:
             self.records.pop(0)
         if self.sink is not None:
             self.sink(*rec)
-        self.store.write(self._key(self.seq),
-                         frame(self.seq, struct.pack(_FMT, day, ms, wall_s, kind, code, a, b)))
+        self.store.write(self._key(self.seq), frame(self.seq, body))

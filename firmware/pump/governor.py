@@ -64,7 +64,12 @@ class Window:
 
     def fill_newest(self, strokes):
         """Put strokes in the newest slot: used when restoring with unknown timing,
-        since assuming they are the most recent is the conservative choice."""
+        since assuming they are the most recent is the conservative choice.
+        A slot holds at most 0xFFFF, far above any cap: that means full."""
+        j = self.head % self.n
+        room = 0xFFFF - self.counts[j]
+        if strokes > room:
+            strokes = room
         self.add(strokes)
 
     def rescale(self, num, den):
@@ -100,6 +105,7 @@ class Governor:
         self.cap_day = 0      # strokes per 24 h
         self.cap_hour = 0     # strokes per 1 h
         self.limits_set = False
+        self._last = None     # slots of the last recorded stroke, for unrecord
 
     def set_limits(self, max_daily_nl, max_hourly_nl):
         self.cap_day = max_daily_nl // self.stroke_nl
@@ -137,9 +143,21 @@ class Governor:
         h = self.cap_hour - self.hour.total
         return (d if d < h else h) * self.stroke_nl
 
-    # A commanded stroke is counted even if the motor later reports a stall:
-    # the governor trusts neither the schedule nor the motor.
+    # A stroke is counted when it is commanded, before the motor moves.
     def record(self, day, ms):
         self.roll(day, ms)
         self.day.add(1)
         self.hour.add(1)
+        self._last = (self.day.head, self.hour.head)
+
+    def unrecord(self):
+        """The motor reported the last recorded stroke stalled: it did not move,
+        so it leaves the windows (the reservoir count trusts the same report)."""
+        if self._last is None:
+            return
+        for w, idx in ((self.day, self._last[0]), (self.hour, self._last[1])):
+            j = idx % w.n
+            if w.head - idx < w.n and w.counts[j] > 0:
+                w.counts[j] -= 1
+                w.total -= 1
+        self._last = None

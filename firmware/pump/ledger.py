@@ -28,6 +28,7 @@ class Ledger:
         self.safe_rate_nl_day = 0
         self.max_daily_nl = 0
         self.max_hourly_nl = 0
+        self.last_was_stroke = False  # the newest copy is a stroke's write-ahead
 
     def load(self):
         status, payload = self.rec.load()
@@ -40,10 +41,34 @@ class Ledger:
             status = 2  # wrong shape: treat as corrupt
         return status
 
-    def save(self, day, ms):
+    def _pack(self, day, ms):
         self.day = day
         self.ms = ms
         struct.pack_into(_FMT, self.buf, 0, day, ms, self.strokes, self.lifetime,
                          self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
                          self.max_daily_nl, self.max_hourly_nl)
+
+    def uncount(self, day, ms):
+        """The stroke counted by the last save did not run (the motor stalled).
+        The older copy already holds the count without it, so the newest copy is
+        rewritten: a reset in the middle leaves that older copy, never a copy
+        with the stalled stroke in it beside a damaged one."""
+        self.strokes -= 1
+        self.lifetime -= 1
+        self._pack(day, ms)
+        if self.last_was_stroke:
+            self.rec.rewrite_newest(self.buf)
+        else:   # another save came between (a program change): both copies
+            self.rec.save(self.buf)
+            self.rec.save(self.buf)
+        self.last_was_stroke = False
+
+    def save(self, day, ms, both=False, stroke=False):
+        """Save the counts. both=True writes the two copies in turn, for a change
+        of fill or program: a copy damaged later must not leave an intact copy
+        from before the change, whose larger fill or older caps would be unsafe."""
+        self._pack(day, ms)
+        self.last_was_stroke = stroke
         self.rec.save(self.buf)
+        if both:
+            self.rec.save(self.buf)

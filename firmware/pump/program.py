@@ -4,7 +4,7 @@
 # storage). validate() either returns a Program whose every field is an
 # integer in pump units, or raises ProgramError naming the field and the
 # reason. Limits are rounded toward the safe side (floor for maxima).
-from pump.units import (DAY_S, DAY_MIN, MINUTE_MS, MIN_CONC_UG_ML, MAX_CONC_UG_ML,
+from pump.units import (DAY_S, DAY_MS, DAY_MIN, MINUTE_MS, MIN_CONC_UG_ML, MAX_CONC_UG_ML,
                         ug_to_nl_floor)
 from pump.governor import DAY_SLOT_MS, HOUR_SLOT_MS
 
@@ -12,6 +12,7 @@ MODES = ("continuous", "flex", "stopped")
 MAX_FLEX_STEPS = 10
 MAX_DAILY_DOSE_UG = 3000   # label: reported maintenance 12-2003 ug/day
 MAX_BOLUS_UG = 500
+MAX_BOLUS_MIN = 240        # a patient bolus lasts at most 4 h
 DEFAULT_STEP_UP_PCT = 30   # label titration: raise 10-30 % once per 24 h (spinal)
 DEFAULT_LOW_RESERVOIR_UL = 2000
 
@@ -22,9 +23,22 @@ KNOWN_KEYS = ("mode", "concentration_ug_ml", "daily_dose_ug", "steps", "max_dail
 BOLUS_KEYS = ("dose_ug", "duration_min", "lockout_min", "max_per_day")
 
 
+def fastest_bolus_nl_day(stroke_nl, stroke_ms):
+    """A bolus may run at half the motor's top speed (one stroke per stroke_ms) at
+    most: the pump keeps up with it, and every rate stays a small int."""
+    return stroke_nl * (DAY_MS // (2 * stroke_ms))
+
+
+def bolus_too_fast(vol_nl, duration_ms, fastest_nl_day):
+    """-> None, or the fewest whole minutes vol_nl may be given over."""
+    if vol_nl * DAY_MS <= fastest_nl_day * duration_ms:
+        return None
+    return -((-vol_nl * DAY_MS) // (fastest_nl_day * MINUTE_MS))
+
+
 class ProgramError(ValueError):
     def __init__(self, field, reason):
-        ValueError.__init__(self, field + ": " + reason)
+        super().__init__(field + ": " + reason)
         self.field = field
         self.reason = reason
 
@@ -105,7 +119,11 @@ class Program:
             "steps": [{"start_min": s // 60, "daily_rate_ug": u, "nl_per_day": r}
                       for (s, r), u in zip(self.steps, self.step_ug)],
             "max_daily_nl": self.max_daily_nl, "max_hourly_nl": self.max_hourly_nl,
-            "patient_bolus_nl": self.pb_dose_nl, "safe_rate_nl_day": self.safe_rate_nl_day,
+            "patient_bolus_nl": self.pb_dose_nl,
+            "patient_bolus_duration_min": self.pb_duration_ms // MINUTE_MS,
+            "patient_bolus_lockout_min": self.pb_lockout_ms // MINUTE_MS,
+            "patient_bolus_max_per_day": self.pb_max_per_day,
+            "safe_rate_nl_day": self.safe_rate_nl_day,
             "low_reservoir_nl": self.low_reservoir_nl, "override_step_up": self.override,
         }
 
@@ -128,8 +146,8 @@ def _peak_window_nl(steps, window_s):
         left = window_s
         while left > 0:
             tod = t % DAY_S
-            rate = steps[-1][1]
-            nxt = DAY_S
+            rate = steps[-1][1]       # before the first step: yesterday's last
+            nxt = steps[0][0] if tod < steps[0][0] else DAY_S
             for i in range(len(steps)):
                 if steps[i][0] <= tod:
                     rate = steps[i][1]
@@ -142,15 +160,16 @@ def _peak_window_nl(steps, window_s):
     return best
 
 
-def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
+def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_day=None):
     """Check a program dict and convert it. previous: the Program in force
     (for the step-up limit); min_recent_ug_min: the lowest daily dose in force
-    during the last 24 h, the base the step-up is measured from."""
+    during the last 24 h, the base the step-up is measured from;
+    fastest_nl_day: the fastest bolus the pump gives (fastest_bolus_nl_day)."""
     if not isinstance(raw, dict):
         raise ProgramError("program", "must be a table of settings")
     for k in raw:
-        if k not in KNOWN_KEYS:
-            raise ProgramError(k, "is not a program setting")
+        if not isinstance(k, str) or k not in KNOWN_KEYS:
+            raise ProgramError(str(k), "is not a program setting")
     p = Program()
     p.raw = raw
     mode = raw.get("mode")
@@ -179,8 +198,8 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
             if not isinstance(st, dict):
                 raise ProgramError(where, "must be a table with start_min and daily_rate_ug")
             for k in st:
-                if k not in ("start_min", "daily_rate_ug"):
-                    raise ProgramError(where + "." + k, "is not a step setting")
+                if not isinstance(k, str) or k not in ("start_min", "daily_rate_ug"):
+                    raise ProgramError(where + "." + str(k), "is not a step setting")
             start = _int(st, "start_min", 0, DAY_MIN - 1, field=where + ".start_min")
             if start <= prev:
                 raise ProgramError(where + ".start_min", "steps must start in increasing time order")
@@ -225,10 +244,10 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
         if not isinstance(pb, dict):
             raise ProgramError("patient_bolus", "must be a table of settings")
         for k in pb:
-            if k not in BOLUS_KEYS:
-                raise ProgramError("patient_bolus." + k, "is not a patient bolus setting")
+            if not isinstance(k, str) or k not in BOLUS_KEYS:
+                raise ProgramError("patient_bolus." + str(k), "is not a patient bolus setting")
         p.pb_dose_ug = _int(pb, "dose_ug", 1, MAX_BOLUS_UG, field="patient_bolus.dose_ug")
-        p.pb_duration_ms = _int(pb, "duration_min", 1, 240, field="patient_bolus.duration_min") * MINUTE_MS
+        p.pb_duration_ms = _int(pb, "duration_min", 1, MAX_BOLUS_MIN, field="patient_bolus.duration_min") * MINUTE_MS
         p.pb_lockout_ms = _int(pb, "lockout_min", 10, DAY_MIN, field="patient_bolus.lockout_min") * MINUTE_MS
         p.pb_max_per_day = _int(pb, "max_per_day", 1, 24, field="patient_bolus.max_per_day")
         if p.pb_lockout_ms < p.pb_duration_ms:
@@ -236,6 +255,16 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
         p.pb_dose_nl = ug_to_nl_floor(p.pb_dose_ug, conc)
         if p.pb_dose_nl < stroke_nl:
             raise ProgramError("patient_bolus.dose_ug", "%d ug is less than one stroke at this concentration" % p.pb_dose_ug)
+        least = None if fastest_nl_day is None else bolus_too_fast(p.pb_dose_nl, p.pb_duration_ms, fastest_nl_day)
+        if least is not None and least > MAX_BOLUS_MIN:
+            raise ProgramError("patient_bolus.dose_ug",
+                               "%d ug at %d ug/mL takes longer than %d min at the pump's fastest bolus; at most %d ug"
+                               % (p.pb_dose_ug, conc, MAX_BOLUS_MIN,
+                                  fastest_nl_day * MAX_BOLUS_MIN * MINUTE_MS // DAY_MS * conc // 1000000))
+        if least is not None:
+            raise ProgramError("patient_bolus.duration_min",
+                               "%d ug in %d min is faster than the pump gives a bolus; at least %d min"
+                               % (p.pb_dose_ug, p.pb_duration_ms // MINUTE_MS, least))
         if need_hour + p.pb_dose_nl > p.max_hourly_nl:
             raise ProgramError("patient_bolus.dose_ug",
                                "%d ug does not fit under max_hourly_ug %d with the basal rate; the hourly limit must be at least %d ug"
@@ -263,9 +292,11 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None):
         base = previous.daily_ug_min
         if min_recent_ug_min is not None and min_recent_ug_min < base:
             base = min_recent_ug_min
-        # Integer form of: new > base * (1 + pct/100)
+        # Integer form of: new > base * (1 + pct/100). Lowering the dose in
+        # force is always allowed, whatever was in force earlier in the day.
         pct = previous.max_step_up_pct  # the limit in force governs the change
-        if base > 0 and p.daily_ug_min * 100 > base * (100 + pct):
+        if (base > 0 and p.daily_ug_min > previous.daily_ug_min
+                and p.daily_ug_min * 100 > base * (100 + pct)):
             raise ProgramError("daily_dose_ug",
                                "raises the daily dose from %d to %d ug, more than %d %% within 24 h; a clinician override is required"
                                % (base // DAY_MIN, p.daily_dose_ug(), pct))

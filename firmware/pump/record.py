@@ -35,6 +35,15 @@ def unframe(data):
     return seq, bytes(data[_HEAD_LEN : _HEAD_LEN + n])
 
 
+def torn(data):
+    """Is data the start of a record whose write was cut off (shorter than its
+    own header says)? Such a copy was never complete, so never in force."""
+    if len(data) < _HEAD_LEN:
+        return True
+    magic, n, _ = struct.unpack_from(_HEAD, data, 0)
+    return magic == b"PR" and len(data) < _HEAD_LEN + n + 4
+
+
 class ABRecord:
     """One named record kept as two copies, name.a and name.b, in a store port."""
 
@@ -43,25 +52,39 @@ class ABRecord:
         self.keys = (name + ".a", name + ".b")
         self.seq = 0
         self._next = 0  # index of the copy the next save overwrites
+        self.damaged = 0  # copies present but not intact at the last load
+        self.suspect = 0  # of those, copies as long as an intact record
 
     def load(self):
-        """-> (status, payload). Also positions the next save on the older copy."""
+        """-> (status, payload). Also positions the next save on the older copy.
+        damaged: copies present but not intact; suspect: those of them that are
+        whole (not torn), so perhaps a complete, newer record damaged later. A
+        torn copy is a write a reset cut off: nothing after it happened. So a
+        record whose only copy is torn was never written: MISSING, not CORRUPT."""
         best = None
         best_i = 0
         present = 0
+        self.damaged = 0
+        self.suspect = 0
         for i in (0, 1):
             raw = self.store.read(self.keys[i])
             if raw is None:
                 continue
             present += 1
             rec = unframe(raw)
-            if rec is not None and (best is None or rec[0] > best[0]):
+            if rec is None:
+                self.damaged += 1
+                if not torn(raw):
+                    self.suspect += 1
+            elif best is None or rec[0] > best[0]:
                 best = rec
                 best_i = i
         if best is None:
             self.seq = 0
             self._next = 0
-            return (CORRUPT if present else MISSING), None
+            if present == 0 or (present == 1 and self.suspect == 0):
+                return MISSING, None
+            return CORRUPT, None
         self.seq = best[0]
         self._next = 1 - best_i
         return OK, best[1]
@@ -70,3 +93,9 @@ class ABRecord:
         self.seq += 1
         self.store.write(self.keys[self._next], frame(self.seq, payload))
         self._next = 1 - self._next
+
+    def rewrite_newest(self, payload):
+        """Write over the newest copy, keeping the older one as the fallback: for
+        undoing the last save when the older copy already holds the state wanted."""
+        self.seq += 1
+        self.store.write(self.keys[1 - self._next], frame(self.seq, payload))

@@ -31,7 +31,8 @@ class Reservoir:
     def days_left(self, daily_nl):
         if daily_nl <= 0:
             return None
-        return (self.remaining_nl() - self.empty_nl) // daily_nl
+        left = self.remaining_nl() - self.empty_nl
+        return left // daily_nl if left > 0 else 0
 
     def reconcile(self, residual_nl):
         """Compare the volume withdrawn at refill with what the pump expected.

@@ -41,6 +41,10 @@ class Flow:
         self.frac = frac % DAY_S
         return whole
 
+    def gain(self, secs):
+        """Whole nL run(secs) would add, without running it."""
+        return self.q * secs + (self.frac + self.r * secs) // DAY_S
+
     def secs_for(self, need_nl):
         """Whole seconds until this flow alone adds need_nl (None if rate is 0)."""
         if self.rate == 0:
@@ -96,7 +100,10 @@ class Schedule:
         self.boluses = (Bolus(BOLUS), Bolus(PATIENT), Bolus(PRIME))
         self.owed = [0, 0, 0, 0, 0]
         self.ms_carry = 0
-        self.forfeited_nl = 0
+        # forfeited volume as whole strokes plus a remainder: a plain nL total
+        # would pass 2**30 within months of stops at a fast rate
+        self.forfeited_strokes = 0
+        self.forfeited_rem = 0
         self.bridge_left_nl = 0    # old-strength volume still to push out
         self.bridge_rate = 0
 
@@ -143,22 +150,34 @@ class Schedule:
         if running:
             self.owed[basal_kind] += inc
         else:
-            self.forfeited_nl += inc
+            self._forfeit(inc)
         for b in self.boluses:
             inc = b.run(secs)
             if running:
                 self.owed[b.kind] += inc
             else:
-                self.forfeited_nl += inc
+                self._forfeit(inc)
+
+    def _forfeit(self, nl):
+        rem = self.forfeited_rem + nl
+        if rem >= self.stroke_nl:
+            self.forfeited_strokes += rem // self.stroke_nl
+            rem = rem % self.stroke_nl
+        self.forfeited_rem = rem
+
+    def forfeited_nl(self):
+        """Total volume given up so far (for reports; may be a big int)."""
+        return self.forfeited_strokes * self.stroke_nl + self.forfeited_rem
 
     def forfeit(self):
         """The pump stopped: what was owed is given up, not carried over."""
         for k in range(5):
-            self.forfeited_nl += self.owed[k]
+            self._forfeit(self.owed[k])
             self.owed[k] = 0
         self.basal.frac = 0
-        for b in self.boluses:
-            b.flow.frac = 0
+        # a bolus keeps its fraction: it is the bolus's exact position in its
+        # volume, and its last second tops up to the volume minus all it has
+        # produced (owed or forfeited); clearing it would be made up at the end
 
     # --- strokes ------------------------------------------------------------
     def owed_total(self):
@@ -201,13 +220,51 @@ class Schedule:
             if m > 0:
                 self.owed[k] -= m
                 need -= m
-        self.forfeited_nl += self.stroke_nl - need
+        self._forfeit(self.stroke_nl - need)
 
     def cancel_boluses(self):
         for b in self.boluses:
             b.clear()
 
     # --- when to wake -------------------------------------------------------
+    def _gain(self, secs):
+        g = self.basal.gain(secs)
+        for b in self.boluses:
+            if b.active:
+                g += b.flow.gain(secs)
+        return g
+
+    def _secs_until(self, need, rate):
+        """Fewest whole seconds until the flows add need nL (at most an hour, and
+        never past a bolus end, which is a wake-up of its own). Each flow rounds
+        down on its own, so the combined rate only bounds the answer: search
+        between the bound for exact sums and the bound with every flow a nL short."""
+        frac = self.basal.frac
+        flows = 1
+        cap = 3600
+        for b in self.boluses:
+            if b.active:
+                frac += b.flow.frac
+                flows += 1
+                if b.left_s < cap:
+                    cap = b.left_s
+        units = need * DAY_S - frac
+        lo = 1 if units <= 0 else -((-units) // rate)
+        if flows == 1 or lo >= cap:
+            return lo
+        hi = -((-((need + flows) * DAY_S - frac)) // rate)
+        if hi > cap:
+            hi = cap
+        if self._gain(hi) < need:
+            return hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._gain(mid) >= need:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     def rate_total(self):
         r = self.basal.rate
         for b in self.boluses:
@@ -224,13 +281,7 @@ class Schedule:
         best = None
         rate = self.rate_total()
         if rate > 0:
-            frac = self.basal.frac
-            for b in self.boluses:
-                if b.active:
-                    frac += b.flow.frac
-            units = need * DAY_S - frac
-            secs = 1 if units <= 0 else -((-units) // rate)
-            best = secs
+            best = self._secs_until(need, rate)
         for b in self.boluses:
             if b.active and (best is None or b.left_s < best):
                 best = b.left_s

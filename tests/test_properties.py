@@ -1,0 +1,290 @@
+"""Hypothesis stateful tests: the world does anything it may; I1-I7 hold after every step.
+
+Rules are what the world may do to the pump (programming, refills, bolus
+requests, suspend/resume, occlusion, stalls, battery drain, clock changes,
+resets in the middle of storage writes, bit flips). Invariants are checked by
+an independent oracle built from the raw stroke trace (tests/oracle.py).
+"""
+import math
+
+from hypothesis import assume, strategies as st, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from conftest import sim_profile
+from harness import Run
+from oracle import DAY
+from pump import alarms as A
+
+PROFILE = sim_profile()
+STROKE = PROFILE["stroke_nl"]
+MIN = 60_000
+
+
+def make_program(conc, daily_ug=None, steps=None, pb=None, extra_daily=0, extra_hourly=0, **more):
+    """A program dict whose caps leave the headroom validation asks for."""
+    if steps:
+        peak = max(s["daily_rate_ug"] for s in steps)
+        # the busiest 24 h of a flex program is its daily total; bound it by the peak
+        day_total = peak
+        prog = {"mode": "flex", "steps": steps}
+    else:
+        peak = day_total = daily_ug
+        prog = {"mode": "continuous", "daily_dose_ug": daily_ug}
+    stroke_ug = math.ceil(2 * STROKE * conc / 1_000_000) + 1
+    hourly = math.ceil(peak * 1.02 / 24) + stroke_ug + 1 + extra_hourly
+    if pb:
+        hourly += pb["dose_ug"]
+    daily = max(math.ceil(day_total * 1.01) + stroke_ug + 1 + extra_daily, hourly)
+    prog.update(concentration_ug_ml=conc, max_daily_ug=daily, max_hourly_ug=hourly)
+    if pb:
+        prog["patient_bolus"] = pb
+    prog.update(more)
+    return prog
+
+
+concs = st.sampled_from([1000, 2000])
+pbs = st.one_of(st.none(), st.fixed_dictionaries({
+    "dose_ug": st.integers(5, 40), "duration_min": st.integers(2, 30),
+    "lockout_min": st.integers(30, 240), "max_per_day": st.integers(1, 6)}))
+
+
+@st.composite
+def flex_steps(draw):
+    n = draw(st.integers(2, 5))
+    starts = sorted(draw(st.sets(st.integers(0, 1439), min_size=n, max_size=n)))
+    return [{"start_min": s, "daily_rate_ug": draw(st.integers(50, 900))} for s in starts]
+
+
+class PumpWorld(RuleBasedStateMachine):
+    def __init__(self):
+        super().__init__()
+        self.run = None
+
+    @initialize(ticks=st.integers(0, 2**30 - 1), conc=concs, daily=st.integers(50, 800), pb=pbs,
+                wall=st.integers(700_000_000, 900_000_000))
+    def implant(self, ticks, conc, daily, pb, wall):
+        self.run = Run(PROFILE, ticks_start=ticks, wall_start_s=wall)
+        self.conc = conc
+        # stops the world caused whose end the test controls: liveness is not owed meanwhile
+        self.causes = set()
+        self.refilled_since_loss = False
+        self.steps = 0
+        assert self.run.refill(20_000_000, conc) is None
+        err = self.run.program(make_program(conc, daily, pb=pb))
+        assert err is None, err
+        self.run.advance(MIN)
+
+    def _cause(self, name, on):
+        if on:
+            self.causes.add(name)
+        else:
+            self.causes.discard(name)
+
+    # ---------------------------------------------------------------- time
+    @rule(minutes=st.one_of(st.integers(1, 90), st.integers(90, 36 * 60)))
+    def time_passes(self, minutes):
+        self.run.advance(minutes * MIN)
+
+    @rule(days=st.integers(1, 3))
+    def days_pass(self, days):
+        self.run.advance(days * DAY)
+
+    # ---------------------------------------------------------------- clinic
+    @rule(daily=st.integers(50, 900), pb=pbs, override=st.booleans(), extra=st.integers(0, 200))
+    def reprogram_continuous(self, daily, pb, override, extra):
+        self._reprogram(make_program(self.conc, daily, pb=pb, extra_daily=extra, override_step_up=override))
+
+    @rule(steps=flex_steps(), pb=pbs, override=st.booleans())
+    def reprogram_flex(self, steps, pb, override):
+        self._reprogram(make_program(self.conc, steps=steps, pb=pb, override_step_up=override))
+
+    def _reprogram(self, prog):
+        before = self.run.prog
+        err = self.run.program(prog)
+        if err is None and before is not None and (
+                prog["max_daily_ug"] < before["max_daily_ug"] or prog["max_hourly_ug"] < before["max_hourly_ug"]):
+            # lower caps than the windows already hold may hold strokes for a
+            # day: safety over liveness, so liveness is not owed for that day
+            self.run.oracle.disturb(self.run.now + DAY)
+        if err is None:
+            self._cause("corrupt", False)   # a clinician reprogram ends the safe state
+            if self.refilled_since_loss:
+                # with the ledger lost the pump knows nothing of its reservoir: it
+                # stays stopped until a refill (measured) and then a new program
+                self._cause("ledger_lost", False)
+
+    @rule(volume_ml=st.integers(1, 20))
+    def refill(self, volume_ml):
+        if self.run.refill(volume_ml * 1_000_000, self.conc) is None and "ledger_lost" in self.causes:
+            self.refilled_since_loss = True
+
+    @rule(dose=st.integers(5, 60), minutes=st.integers(1, 120))
+    def clinician_bolus(self, dose, minutes):
+        self.run.clinician_bolus(dose, minutes)
+
+    @rule()
+    def patient_bolus(self):
+        self.run.patient_bolus()
+
+    @rule(minutes=st.integers(1, 600))
+    def suspend_for(self, minutes):
+        """The common case: a clinician suspends, and resumes later."""
+        r = self.run
+        r.command(r.pump.suspend)
+        r.oracle.hold(r.now, True)
+        r.advance(minutes * MIN)
+        r.command(r.pump.resume)
+        r.oracle.hold(r.now, bool(self.causes))
+
+    @precondition(lambda self: self.steps >= 30)
+    @rule()
+    def suspend(self):
+        """Suspended and left so (late in a run, so that most runs mostly pump)."""
+        self.run.command(self.run.pump.suspend)
+        self._cause("suspended", True)
+
+    @rule()
+    def resume(self):
+        self.run.command(self.run.pump.resume)
+        self._cause("suspended", False)
+
+    @rule(delta_min=st.sampled_from([-600, -60, 60, 600, 24 * 60, -24 * 60]))
+    def clock_change(self, delta_min):
+        self.run.set_wall(self.run.hw.clock.wall_s() + delta_min * 60)
+
+    # ---------------------------------------------------------------- faults
+    @rule(minutes=st.integers(1, 240))
+    def catheter_kink(self, minutes):
+        r = self.run
+        t0 = r.now
+        n0 = len(r.hw.motor.trace)
+        r.hw.pressure.value = 400
+        self._cause("occluded", True)
+        r.oracle.hold(r.now, True)
+        r.advance(minutes * MIN)
+        # I7: the alarm comes within occlusion_samples strokes, and no stroke after it
+        after = [t for t, _ in r.hw.motor.trace[n0:]]
+        alarms = r.alarms_raised(A.OCCLUSION, t0)
+        if alarms:
+            assert len([t for t in after if t < alarms[0]]) <= PROFILE["occlusion_samples"], after
+            assert not [t for t in after if t > alarms[0]], "stroke completed after the occlusion alarm"
+        else:
+            # the reading after the last of these strokes comes at the next wake-up
+            assert len(after) <= PROFILE["occlusion_samples"], "occlusion not alarmed after %d strokes" % len(after)
+        r.hw.pressure.value = 20
+        r.advance(PROFILE["recheck_ms"] * (PROFILE["occlusion_samples"] + 1))
+        self._cause("occluded", False)
+
+    @rule(n=st.integers(1, 2))
+    def transient_stall(self, n):
+        self.run.hw.motor.stall_next = n
+        self.run.oracle.disturb(self.run.now + 10 * MIN)
+
+    @rule()
+    def motor_jams(self):
+        r = self.run
+        cmd0 = r.hw.motor.commands
+        t0 = r.now
+        r.hw.motor.jammed = True
+        self._cause("jammed", True)
+        r.oracle.hold(r.now, True)
+        r.advance(6 * 3600_000)
+        if r.alarms_raised(A.MOTOR_STALL, t0):
+            assert r.hw.motor.commands - cmd0 <= PROFILE["stall_retries"] + 1
+            assert r.pump.state() != "running"
+        elif r.pump.state() == "running" and r.hw.motor.commands > cmd0:
+            raise AssertionError("motor jammed, %d strokes commanded, no stall alarm" % (r.hw.motor.commands - cmd0))
+        r.hw.motor.jammed = False
+        r.command(r.pump.acknowledge, A.MOTOR_STALL)
+        self._cause("jammed", False)
+
+    @rule(level=st.sampled_from([500, 140]))
+    def battery_drains(self, level):
+        self._battery(level)
+
+    @precondition(lambda self: self.steps >= 30)
+    @rule()
+    def battery_ends(self):
+        """End of service is for good: late in a run, so that most runs mostly pump."""
+        self._battery(20)
+
+    def _battery(self, level):
+        r = self.run
+        r.hw.battery.value = level
+        if level <= PROFILE["battery_eos_permille"]:
+            self._cause("eos", True)
+            r.oracle.hold(r.now, True)
+            r.advance(PROFILE["max_sleep_ms"] + 1)
+            assert r.alarms_raised(A.BATTERY_EOS), "EOS not alarmed"
+            n = len(r.hw.motor.trace)
+            r.advance(DAY)
+            assert len(r.hw.motor.trace) == n, "strokes after end of service"
+        elif level <= PROFILE["battery_eri_permille"]:
+            r.advance(PROFILE["max_sleep_ms"] + 1)
+            assert r.alarms_raised(A.BATTERY_ERI) or "eos" in self.causes
+
+    @rule(k=st.integers(1, 12))
+    def reset_mid_write(self, k):
+        r = self.run
+        r.hw.store.cut_at = r.hw.store.writes + k
+        r.advance(2 * 3600_000)
+        r.hw.store.cut_at = 0
+
+    @rule()
+    def watchdog_reset(self):
+        from pump.controller import RESET_WATCHDOG
+        self.run.reboot(RESET_WATCHDOG)
+        self.run.advance(1000)
+        assert self.run.pump.alarms.active[A.WATCHDOG_RESET]
+
+    @rule(which=st.sampled_from(["ledger", "therapy", "window"]), bit=st.integers(0, 4000),
+          both=st.sampled_from([False, False, False, True]))
+    def bit_flip(self, which, bit, both):
+        r = self.run
+        present = [k for k in (which + ".a", which + ".b") if k in r.hw.store.data]
+        assume(present)
+        for key in (present if both else present[:1]):
+            r.hw.store.flip(key, bit)
+        # every copy unreadable (a second flip of the same bit mends a copy)
+        from pump.record import unframe
+        lost = all(unframe(r.hw.store.data[k]) is None for k in present)
+        if lost and which == "window":
+            # the dose history is lost: the governor counts its windows full until
+            # they roll out, a day later; no reprogramming shortens that
+            r.oracle.disturb(r.now + DAY + 10 * MIN)
+        elif lost and which == "ledger":
+            self._cause("ledger_lost", True)
+            self.refilled_since_loss = False
+            r.oracle.hold(r.now, True)
+        elif lost or which == "therapy":
+            # a lost or possibly stale therapy record puts the pump in its safe
+            # state until a clinician reprograms: liveness is not owed meanwhile
+            self._cause("corrupt", True)
+            r.oracle.hold(r.now, True)
+        r.reboot()
+        r.advance(1000)
+        # a stale copy may bring back a stop a clinician had cleared (a stall
+        # acknowledged, a suspension resumed): the pump keeps it, alarmed, and
+        # the clinician clears it again
+        if "jammed" not in self.causes and r.pump.alarms.active[A.MOTOR_STALL]:
+            r.command(r.pump.acknowledge, A.MOTOR_STALL)
+        if "suspended" not in self.causes and "suspended" in r.pump.status()["stops"]:
+            r.command(r.pump.resume)
+        if lost:
+            assert r.pump.alarms.active[A.STORAGE_CORRUPT], "both copies bad and no storage alarm"
+
+    # ---------------------------------------------------------------- invariants
+    @invariant()
+    def safety_invariants_hold(self):
+        r = self.run
+        if r is None:
+            return
+        self.steps += 1
+        low = r.hw.motor.actual_nl < 8 * STROKE   # running dry is not a liveness failure
+        r.oracle.hold(r.now, bool(self.causes) or low or r.pump.battery.state != 0 and "eos" in self.causes)
+        v = r.check()
+        assert not v, "\n".join(v[:5])
+
+
+PumpWorld.TestCase.settings = settings(parent=settings.get_profile(settings._current_profile))
+TestPumpWorld = PumpWorld.TestCase
