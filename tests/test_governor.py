@@ -211,26 +211,50 @@ def test_schedule_driven_flex_strokes_are_all_allowed(raw, tod0):
 
 @given(counts=st.lists(st.integers(0, 0xFFFF), min_size=G.HOUR_SLOTS, max_size=G.HOUR_SLOTS),
        num=st.integers(1, 3000), den=st.integers(1, 3000))
-def test_rescale_rounds_up(counts, num, den):
+def test_rescale_rounds_every_run_ending_at_the_newest_slot_up_once(counts, num, den):
+    """The windows the governor will check are runs of slots ending at the newest.
+    After a change of strength each such run must hold at least its exact volume
+    in the new strokes (never under-count: I2) and less than one stroke more (or
+    the governor refuses strokes the program is owed)."""
     w = Window(G.HOUR_SLOTS, G.HOUR_SLOT_MS, 8640)
     w.counts = array("H", counts)
+    w.head = len(counts) - 1 + w.n * 3          # any absolute position
     w.rescale(num, den)
-    for old, new in zip(counts, w.counts):
-        exact_num = old * num
-        if exact_num <= 0xFFFF * den:
-            assert new * den >= exact_num and (new - 1) * den < exact_num
-        else:
-            assert new == 0xFFFF
+    n = len(counts)
+    old_run = new_run = 0
+    for k in range(n):                           # slots from the newest back
+        j = (w.head - k) % w.n
+        old_run += counts[j]
+        new_run += w.counts[j]
+        exact = old_run * num
+        if exact <= 0xFFFF * den:
+            assert new_run * den >= exact, (k, new_run, exact / den)
+            assert (new_run - 1) * den < exact, (k, new_run, exact / den)
     assert w.total == sum(w.counts)
 
 
 def test_rescale_examples():
     w = Window(4, 1000, 86400)
     w.counts = array("H", [1, 2, 3, 0])
+    w.head = 3                                   # newest slot is index 3
     w.rescale(3, 2)
-    assert list(w.counts) == [2, 3, 5, 0] and w.total == 10
+    # runs from the newest: 0, 3 -> 4.5, 5 -> 7.5, 6 -> 9: rounded up 0, 5, 8, 9
+    assert list(w.counts) == [1, 3, 5, 0] and w.total == 9
     w.rescale(1, 4)
-    assert list(w.counts) == [1, 1, 2, 0] and w.total == 4
+    # runs: 0, 5 -> 1.25, 8 -> 2, 9 -> 2.25: rounded up 0, 2, 2, 3
+    assert list(w.counts) == [1, 0, 2, 0] and w.total == 3
+
+
+def test_rescale_after_a_concentration_doubling_does_not_double_the_hour():
+    """One old-strength stroke in each of 60 ten-second slots is 30 strokes of the
+    double strength, not 60 (rounding every slot up on its own gave 60)."""
+    w = Window(G.HOUR_SLOTS, G.HOUR_SLOT_MS, 8640)
+    w.head = 500
+    for k in range(60):
+        w.counts[(w.head - 2 * k) % w.n] = 1
+    w.total = 60
+    w.rescale(1, 2)
+    assert w.total == 30
 
 
 @given(times=st.lists(st.integers(0, 6 * HOUR_MS), min_size=1, max_size=80),

@@ -526,7 +526,7 @@ def assert_all_ints(p):
             continue
         if name == "mode":
             assert v in ("continuous", "flex", "stopped")
-        elif name in ("override", "bridge"):
+        elif name in ("override", "override_used", "bridge"):
             assert type(v) is bool, name
         elif name == "steps":
             assert all(type(s) is int and type(r) is int for s, r in v), v
@@ -732,9 +732,33 @@ def test_step_up_message_names_base_new_dose_and_limit():
     assert "10 %" in e.reason
 
 
-def test_step_up_without_previous_is_unlimited():
+def test_step_up_without_any_dose_in_24_h_is_unlimited():
+    # a new pump, or one stopped for more than a day: the first dose is the clinician's
     assert validate(cont(3000), STROKE).daily_dose_ug() == 3000
-    assert validate(cont(3000), STROKE, None, 100 * DAY_MIN).daily_dose_ug() == 3000
+    assert validate(cont(3000), STROKE, prev_program(STOPPED)).daily_dose_ug() == 3000
+
+
+def test_a_restart_after_a_stop_is_measured_from_the_dose_before_the_stop():
+    # 100 ug/day this morning, then stopped: restarting at 500 is a raise from 100
+    e = refused(cont(500), previous=prev_program(STOPPED), min_recent_ug_min=100 * DAY_MIN)
+    assert e.field == "daily_dose_ug" and "from 100 to 500" in e.reason
+    assert validate(cont(130), STROKE, prev_program(STOPPED), 100 * DAY_MIN).daily_dose_ug() == 130
+    # with no program in force at all (safe mode), the recent dose is still the base
+    assert refused(cont(3000), min_recent_ug_min=100 * DAY_MIN).field == "daily_dose_ug"
+
+
+def test_the_strictest_step_up_limit_of_the_last_24_h_governs():
+    # a program that loosens the limit to 100 % cannot be followed by a doubling
+    previous = prev_program(cont(100, max_step_up_pct=100))
+    e = refused(cont(200), previous=previous, min_recent_ug_min=100 * DAY_MIN, min_recent_pct=30)
+    assert "30 %" in e.reason
+    assert validate(cont(130), STROKE, previous, 100 * DAY_MIN, None, 30).daily_dose_ug() == 130
+
+
+def test_override_used_only_when_the_override_let_a_raise_through():
+    previous = prev_program(cont(100))
+    assert validate(cont(200, override_step_up=True), STROKE, previous).override_used
+    assert not validate(cont(120, override_step_up=True), STROKE, previous).override_used
 
 
 def test_lowering_the_dose_in_force_never_needs_an_override():
@@ -839,3 +863,15 @@ def test_a_fresh_program_is_stopped_and_empty():
     assert p.mode == "stopped" and p.rate_at(0) == 0 and p.next_boundary_s(0) is None
     assert p.daily_dose_ug() == 0 and p.pb_dose_nl == 0 and p.catheter_nl == -1
     assert_all_ints(p)
+
+
+@pytest.mark.parametrize("raw,field", [
+    (dict(flex(500, (0, 100), (600, 200)), daily_dose_ug=50), "daily_dose_ug"),
+    (dict(cont(100), steps=[{"start_min": 0, "daily_rate_ug": 100}]), "steps"),
+    (dict(STOPPED, daily_dose_ug=100), "daily_dose_ug"),
+], ids=["dose in flex", "steps in continuous", "dose in stopped"])
+def test_a_setting_the_mode_does_not_use_is_refused_not_ignored(raw, field):
+    # a flex program carrying daily_dose_ug = 50 would otherwise deliver its steps,
+    # not the 50 ug the clinician may believe they programmed
+    e = refused(raw)
+    assert e.field == field and "is not used by" in e.reason

@@ -56,6 +56,8 @@ def flex_steps(draw):
 
 
 class PumpWorld(RuleBasedStateMachine):
+    pump_factory = None   # a Pump class; tests/test_mutants.py puts broken ones here
+
     def __init__(self):
         super().__init__()
         self.run = None
@@ -63,7 +65,8 @@ class PumpWorld(RuleBasedStateMachine):
     @initialize(ticks=st.integers(0, 2**30 - 1), conc=concs, daily=st.integers(50, 800), pb=pbs,
                 wall=st.integers(700_000_000, 900_000_000))
     def implant(self, ticks, conc, daily, pb, wall):
-        self.run = Run(PROFILE, ticks_start=ticks, wall_start_s=wall)
+        kw = {} if self.pump_factory is None else {"pump_factory": self.pump_factory}
+        self.run = Run(PROFILE, ticks_start=ticks, wall_start_s=wall, **kw)
         self.conc = conc
         # stops the world caused whose end the test controls: liveness is not owed meanwhile
         self.causes = set()
@@ -223,12 +226,36 @@ class PumpWorld(RuleBasedStateMachine):
             r.advance(PROFILE["max_sleep_ms"] + 1)
             assert r.alarms_raised(A.BATTERY_ERI) or "eos" in self.causes
 
-    @rule(k=st.integers(1, 12))
-    def reset_mid_write(self, k):
+    @rule(k=st.integers(1, 12), clean=st.booleans())
+    def reset_mid_write(self, k, clean):
+        """Power is cut during the k-th storage write from now: the record is
+        left half written, or (clean) not written at all."""
         r = self.run
         r.hw.store.cut_at = r.hw.store.writes + k
+        r.hw.store.cut_clean = clean
         r.advance(2 * 3600_000)
         r.hw.store.cut_at = 0
+
+    @rule(ml=st.integers(1, 3))
+    def runs_dry(self, ml):
+        """A small refill that runs out: the empty alarm comes, and the pump
+        never commands a stroke the reservoir cannot supply (I5, I7)."""
+        r = self.run
+        if self.run.refill(ml * 1_000_000, self.conc) is not None:
+            return
+        if "ledger_lost" in self.causes:
+            self.refilled_since_loss = True
+        t0 = r.now
+        r.oracle.hold(r.now, True)      # running dry is not a liveness failure
+        rate = max(r.oracle.max_basal, 1)
+        r.advance(min(ml * 1_000_000 * DAY // rate + DAY, 10 * DAY))
+        if r.hw.motor.actual_nl < STROKE:
+            assert r.pump.state() != "running", "the reservoir is dry and the pump says running"
+        if r.pump.state() == "out_of_drug":
+            assert r.alarms_raised(A.RESERVOIR_EMPTY, t0), "out of drug with no empty alarm"
+        if r.refill(20_000_000, self.conc) is None and "ledger_lost" in self.causes:
+            self.refilled_since_loss = True
+        r.oracle.hold(r.now, bool(self.causes))
 
     @rule()
     def watchdog_reset(self):
@@ -246,12 +273,13 @@ class PumpWorld(RuleBasedStateMachine):
         for key in (present if both else present[:1]):
             r.hw.store.flip(key, bit)
         # every copy unreadable (a second flip of the same bit mends a copy)
-        from pump.record import unframe
+        from pump.record import unframe, torn
         lost = all(unframe(r.hw.store.data[k]) is None for k in present)
         if lost and which == "window":
             # the dose history is lost: the governor counts its windows full until
             # they roll out, a day later; no reprogramming shortens that
-            r.oracle.disturb(r.now + DAY + 10 * MIN)
+            # (plus a slot, and the pump time a reset may forget: HEARTBEAT_MS)
+            r.oracle.disturb(r.now + DAY + 30 * MIN)
         elif lost and which == "ledger":
             self._cause("ledger_lost", True)
             self.refilled_since_loss = False
@@ -270,8 +298,10 @@ class PumpWorld(RuleBasedStateMachine):
             r.command(r.pump.acknowledge, A.MOTOR_STALL)
         if "suspended" not in self.causes and "suspended" in r.pump.status()["stops"]:
             r.command(r.pump.resume)
-        if lost:
-            assert r.pump.alarms.active[A.STORAGE_CORRUPT], "both copies bad and no storage alarm"
+        if lost and not all(torn(r.hw.store.data[k]) for k in present):
+            # (a record whose every copy looks cut short was never written: a
+            # flipped length field looks so too, and is taken as a new record)
+            assert r.pump.alarms.active[A.STORAGE_CORRUPT], "every copy bad and no storage alarm"
 
     # ---------------------------------------------------------------- invariants
     @invariant()

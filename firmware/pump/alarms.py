@@ -84,8 +84,9 @@ class Alarms:
                 n += 1
         return n
 
-    def annunciate(self, dt):
-        """Let dt ms pass; sound what is due. -> ms until the next sound (or None)."""
+    def annunciate(self, dt, sound=True):
+        """Let dt ms pass; sound what is due (unless sound is False: the time is
+        spent on the countdowns only). -> ms until the next sound (or None)."""
         pattern = 0
         nxt = None
         for c in range(1, N_ALARMS):
@@ -110,7 +111,7 @@ class Alarms:
                 self.countdown[c] = REPEAT_CRITICAL_MS if crit else REPEAT_NONCRITICAL_MS
             if nxt is None or self.countdown[c] < nxt:
                 nxt = self.countdown[c]
-        if pattern:
+        if pattern and sound:
             self.ann.sound(pattern)
         return nxt
 

@@ -36,7 +36,7 @@ FAULT = const(128)
 STOP_NAMES = ((EOS, "end_of_service"), (FAULT, "fault"), (STORAGE, "storage_fault"),
               (STALLED, "motor_stalled"), (NEEDS_PROGRAM, "needs_program"),
               (EMPTY, "out_of_drug"), (OCCLUDED, "occluded"), (SUSPENDED, "suspended"))
-_PERSISTED_STOPS = SUSPENDED | STALLED | EOS | FAULT | NEEDS_PROGRAM
+_PERSISTED_STOPS = SUSPENDED | STALLED | EOS | FAULT | NEEDS_PROGRAM | STORAGE | OCCLUDED
 
 # Reasons a command is refused (also the code of the refusal event).
 R_NO_PROGRAM = const(1)
@@ -50,6 +50,9 @@ R_SAFE_MODE = const(8)
 R_NOT_ALLOWED = const(9)
 REFUSAL_NAMES = ("", "no_program", "pump_stopped", "lockout", "max_per_day", "dose_limit",
                  "bolus_in_progress", "bridge_in_progress", "safe_mode", "not_allowed")
+
+HEARTBEAT_MS = const(600000)   # pump time is saved at the first wake-up this long after
+#                                the last save: a reset forgets at most this plus one sleep
 
 RESET_POWER_ON = const(0)
 RESET_WATCHDOG = const(1)
@@ -114,22 +117,36 @@ class Pump:
         self.program = None
         self.safe_mode = False
         self.stop = NEEDS_PROGRAM
-        self.titration = []       # [day, ms, daily ug*min] of programs in force in the last 24 h
+        self.titration = []       # [day, ms, daily ug*min, step-up %] of programs put in force,
+        #                           back to the one in force 24 h ago
         self.pb_grants = []       # [day, ms] of patient boluses granted in the last 24 h
         self.catheter_nl = profile.get("catheter_nl", 0)
         self.strokes_done = 0     # completed strokes since start (feedback), for status
-        self.refused_nl = 0
+        self.refused_strokes = 0   # strokes the governor refused (a count: stays small)
         self._was_running = False
         self._refusing = 0
         self._snap_idx = -1
         self._snap_lifetime = 0
         self._alarm_dt = 0
         self._in_count = False    # the stroke in flight is counted in the reservoir
+        self._retry_wait = False  # a stalled stroke waits stall_retry_ms to be retried
         self.bridge_from = None   # [conc, nL/day, max_daily_nl, max_hourly_nl] of the old drug
 
     # ------------------------------------------------------------------ start
     def start(self, reset_cause=RESET_POWER_ON):
-        """Recover state from the store after power-on or any reset."""
+        """Recover state from the store after power-on or any reset. Never raises:
+        if recovery itself fails (a store that cannot be read or written), the pump
+        stops with the internal fault alarm rather than restart over and over."""
+        try:
+            self._start(reset_cause)
+        except Exception as e:
+            self._was_running = False
+            try:
+                self._fault(e)
+            except Exception:
+                self.stop |= FAULT
+
+    def _start(self, reset_cause):
         self.log.load()
         torn_log = self.log.corrupt
         lst = self.ledger.load()
@@ -141,6 +158,7 @@ class Pump:
             self._later(newest[1], newest[2])
         self._event_later = []
         self._therapy_damaged = False
+        self._revalidation_failed = False
         corrupt = []
         ledger_ok = lst == OK
         saved_lifetime = self.ledger.lifetime if ledger_ok else 0
@@ -247,10 +265,12 @@ class Pump:
             self._event(E.STORAGE, 4, torn_log)
         for which in corrupt:
             self._event(E.STORAGE, which, 0)
-        if corrupt:
+        if corrupt or self._revalidation_failed:
             self._alarm(A.STORAGE_CORRUPT)
         if reset_cause == RESET_WATCHDOG:
             self._alarm(A.WATCHDOG_RESET)
+        if corrupt or self._revalidation_failed or reset_cause == RESET_WATCHDOG:
+            self._save_therapy()    # the latched alarm and the stop survive another reset
         if self.stop & NEEDS_PROGRAM and self.reservoir.conc and self.program is not None:
             self._alarm(A.PROGRAM_REQUIRED)
         self._check_reservoir()
@@ -269,7 +289,8 @@ class Pump:
             except ProgramError:
                 self.program = None
                 self.stop |= STORAGE
-                self._event(E.STORAGE, 5, 0)
+                self._event_later.append((E.STORAGE, 5, 0))
+                self._revalidation_failed = True
         self.stop |= t.get("stop", 0) & _PERSISTED_STOPS
         if self.program is None:
             self.stop |= NEEDS_PROGRAM
@@ -285,6 +306,10 @@ class Pump:
             self.alarms.raise_(A.BATTERY_EOS)
         if self.stop & STALLED:
             self.alarms.raise_(A.MOTOR_STALL)
+        if self.stop & OCCLUDED:
+            # still blocked until the pressure reads clear again, as before the reset
+            self.catheter.occluded = True
+            self.alarms.raise_(A.OCCLUSION)
 
     def _distrust_therapy(self, ledger_ok, corrupt):
         """The therapy record in use may be one save old. A lost patient-bolus
@@ -362,7 +387,7 @@ class Pump:
             self._event(E.ALARM_CLEAR, code, detail)
 
     def _running(self):
-        return (self.stop == 0 and self.program is not None
+        return (self.stop == 0 and self.program is not None and self.program.mode != "stopped"
                 and self.reservoir.conc == self.program.conc)
 
     def _apply_limits(self):
@@ -397,9 +422,11 @@ class Pump:
         keep = [g for g in self.pb_grants if self.time.since(g[0], g[1]) < 86400000]
         if len(keep) != len(self.pb_grants):
             self.pb_grants = keep
+        # programs put in force within 24 h, and the one in force 24 h ago
         keep = [t for t in self.titration if self.time.since(t[0], t[1]) < 86400000]
-        if len(keep) != len(self.titration):
-            self.titration = keep
+        old = len(self.titration) - len(keep)
+        if old > 0:
+            self.titration = self.titration[old - 1:]
 
     # ------------------------------------------------------------------ the loop
     def cycle(self):
@@ -411,13 +438,31 @@ class Pump:
                 self._fault(e)
             except Exception:
                 self.stop |= FAULT
-            return self.recheck_ms
+            # the alarm must be heard even when the failing part comes before
+            # the annunciation in every wake-up
+            try:
+                nxt = self.alarms.annunciate(self._alarm_dt or self.recheck_ms)
+                self._alarm_dt = 0
+            except Exception:
+                nxt = None
+            if nxt is None or nxt > self.recheck_ms:
+                return self.recheck_ms
+            return nxt if nxt >= 1 else 1
 
     def _fault(self, e):
+        """Stop, and alarm first: logging and saving need the store, which may
+        be what failed. A fault that persists is logged once, not every wake-up."""
+        first = not self.stop & FAULT
         self.stop |= FAULT
         self.schedule.forfeit()
-        self._event(E.FAULT, 0, 0)
-        self._alarm(A.INTERNAL_FAULT)
+        self.alarms.raise_(A.INTERNAL_FAULT)
+        if not first:
+            return
+        try:
+            self._event(E.FAULT, 0, 0)
+            self._event(E.ALARM, A.INTERNAL_FAULT, 0)
+        except Exception:
+            pass
         self._save_therapy()
 
     def _sync(self):
@@ -426,37 +471,20 @@ class Pump:
         command never applies its new rates to time that has already passed."""
         dt = self.time.sync(self.clock.ticks_ms())
         self._alarm_dt += dt
-        self.schedule.advance(dt, self._tod(), self._was_running)
+        # while waiting to retry a stalled stroke the motor is not working: that
+        # time is forfeited like any stop, but the stalled stroke stays owed
+        self.schedule.advance(dt, self._tod(), self._was_running and not self._retry_wait)
         if not self._was_running:
             self.schedule.forfeit()
 
     def _cycle(self):
         self._sync()
         tod = self._tod()
-        sleep = self.max_sleep_ms
 
         # 1. feedback from the stroke commanded at the previous wake-up
+        retry = False
         if self.supervisor.pending:
-            kind = self.supervisor.pending_kind
-            act = self.supervisor.feedback(self.motor.result())
-            if act is None:
-                self.strokes_done += 1
-                self._on_pressure(self.pressure.read())
-            else:
-                # the motor did not move: that stroke left nothing in the patient,
-                # and the ledger says so before anything else happens
-                if self._in_count:   # not if a refill has measured the reservoir since
-                    self.reservoir.strokes -= 1
-                    self.ledger.uncount(self.time.day, self.time.ms)
-                self.governor.unrecord()
-                if act == RETRY:
-                    self.schedule.give_back(kind)
-                    sleep = self.retry_ms
-                else:
-                    self.stop |= STALLED
-                    self._event(E.FAULT, A.MOTOR_STALL, self.supervisor.stalls)
-                    self._alarm(A.MOTOR_STALL, self.supervisor.stalls)
-                    self._save_therapy()
+            retry = self._feedback()
         elif self.stop & OCCLUDED:
             self._on_pressure(self.pressure.read())
 
@@ -476,31 +504,65 @@ class Pump:
         if not running:
             self.schedule.forfeit()
         self._was_running = running
+        self._retry_wait = retry
 
-        # 4. at most one stroke per wake-up, if the governor agrees
-        if running and self.schedule.owed_total() >= self.stroke_nl:
+        # 4. at most one stroke per wake-up, if the governor agrees (a stalled
+        # stroke is retried after stall_retry_ms, not at once)
+        if running and not retry and self.schedule.owed_total() >= self.stroke_nl:
             self._stroke()
-            if self.schedule.owed_total() >= self.stroke_nl and sleep > self.stroke_ms:
-                sleep = self.stroke_ms   # more is owed already (a bolus): next stroke next
 
-        # 5. alarms, and when to wake next
+        # 5. pump time is saved at least every HEARTBEAT_MS, strokes or not: after
+        # a reset the pump resumes from its last save, and time it forgot would
+        # keep old strokes (or a conservative fill) in its windows that much longer
+        if self.time.since(self.ledger.day, self.ledger.ms) >= HEARTBEAT_MS:
+            self.ledger.save(self.time.day, self.time.ms)
+
+        # 6. alarms, and when to wake next
         nxt = self.alarms.annunciate(self._alarm_dt)
         self._alarm_dt = 0
+        return self._next_wake(nxt, running, retry, tod)
+
+    def _feedback(self):
+        """Read the motor's report on the last stroke. -> True if it is to be retried."""
+        kind = self.supervisor.pending_kind
+        act = self.supervisor.feedback(self.motor.result())
+        if act is None:
+            self.strokes_done += 1
+            self._on_pressure(self.pressure.read())
+            return False
+        # the motor did not move: that stroke left nothing in the patient,
+        # and the ledger says so before anything else happens
+        if self._in_count:   # not if a refill has measured the reservoir since
+            self.reservoir.strokes -= 1
+            self.ledger.uncount(self.time.day, self.time.ms)
+        self.governor.unrecord()
+        if act == RETRY:
+            self.schedule.give_back(kind)
+            return True
+        self.stop |= STALLED
+        self._event(E.FAULT, A.MOTOR_STALL, self.supervisor.stalls)
+        self._alarm(A.MOTOR_STALL, self.supervisor.stalls)
+        self._save_therapy()
+        return False
+
+    def _next_wake(self, nxt, running, retry, tod):
+        """ms to sleep: the first of the next sound, the next stroke owed, the
+        stroke's feedback, a retry, or the occlusion re-check."""
+        sleep = self.max_sleep_ms
         if nxt is not None and nxt < sleep:
             sleep = nxt
+        if self.supervisor.pending:
+            # read the stroke's feedback as soon as it is done
+            return self.stroke_ms
+        if retry:
+            return self.retry_ms if self.retry_ms < sleep else sleep
         if running:
             due = self.schedule.ms_until_due(tod)
             if due is not None and due < sleep:
                 sleep = due
         elif self.stop & OCCLUDED and self.recheck_ms < sleep:
             sleep = self.recheck_ms
-        if self.supervisor.pending:
-            # read the stroke's feedback as soon as it is done, so that a stall
-            # is retried at once and never turns into a late double stroke
-            sleep = self.stroke_ms
-        if sleep < 1:
-            sleep = 1
-        return sleep
+        return sleep if sleep >= 1 else 1
 
     def _stroke(self):
         day, ms = self.time.day, self.time.ms
@@ -508,7 +570,7 @@ class Pump:
                                      self.reservoir.empty_nl)
         if reason != GOV_OK:
             self.schedule.refuse()
-            self.refused_nl += self.stroke_nl
+            self.refused_strokes += 1
             if reason != self._refusing:
                 self._refusing = reason
                 self._event(E.REFUSAL, R_LIMIT, reason)
@@ -569,13 +631,17 @@ class Pump:
     def check_program(self, raw):
         """Validate a program against the pump's state: -> Program (its read-back
         is what the programmer shows before the clinician confirms)."""
+        self._sync()
         self._prune()
         base = None
+        pct = None
         for t in self.titration:
-            if base is None or t[2] < base:
+            if t[2] > 0 and (base is None or t[2] < base):
                 base = t[2]
+            if len(t) > 3 and (pct is None or t[3] < pct):
+                pct = t[3]
         prev = None if self.safe_mode else self.program
-        p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day)
+        p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day, pct)
         if self.reservoir.conc and p.conc != self.reservoir.conc:
             raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
                                % (p.conc, self.reservoir.conc))
@@ -610,14 +676,14 @@ class Pump:
         if self.stop & STORAGE and self.reservoir.conc:
             self.stop &= ~STORAGE
         self._clear(A.PROGRAM_REQUIRED)
-        self.titration.append([self.time.day, self.time.ms, p.daily_ug_min])
+        self.titration.append([self.time.day, self.time.ms, p.daily_ug_min, p.max_step_up_pct])
         self.ledger.safe_rate_nl_day = p.safe_rate_nl_day
         self.ledger.bridge_left_nl = self.schedule.bridge_left_nl
         self.ledger.save(self.time.day, self.time.ms, both=True)
         self._save_therapy()
         self._event(E.PROGRAM, 0, p.daily_nl, p.daily_dose_ug())
-        if p.override and prev is not None:
-            self._event(E.OVERRIDE, 0, prev.daily_dose_ug(), p.daily_dose_ug())
+        if p.override_used:
+            self._event(E.OVERRIDE, 0, prev.daily_dose_ug() if prev is not None else 0, p.daily_dose_ug())
         self._check_reservoir()
 
     def program_now(self, raw):
@@ -677,8 +743,11 @@ class Pump:
 
     def patient_bolus(self):
         """The patient asks for the programmed bolus. -> dose in nL, or Refused."""
+        self._sync()   # lockout and the 24 h count are measured to now
         p = self.program
         try:
+            if self.safe_mode:
+                raise Refused(R_SAFE_MODE)
             if p is None or p.pb_dose_nl == 0:
                 raise Refused(R_NOT_ALLOWED if p is not None else R_NO_PROGRAM)
             self._prune()
@@ -767,6 +836,10 @@ class Pump:
             self._save_therapy()
 
     def silence(self):
+        # time until now is spent on the countdowns first: it is not part of the silence
+        self._sync()
+        self.alarms.annunciate(self._alarm_dt, False)
+        self._alarm_dt = 0
         n = self.alarms.silence()
         self._event(E.SILENCE, 0, n)
         return n
@@ -774,6 +847,7 @@ class Pump:
     def acknowledge(self, code):
         """A clinician acknowledges a latched alarm; clears the stop it caused."""
         _need_int(code, "code", 1, A.N_ALARMS - 1)
+        self._sync()
         if not (A.LATCHED[code] and self.alarms.active[code]):
             return False
         self._event(E.ACK, code)
@@ -806,6 +880,8 @@ class Pump:
                 return name
         if self.program is None:
             return "needs_program"
+        if self.program.mode == "stopped":
+            return "stopped"
         return "safe_mode" if self.safe_mode else "running"
 
     def status(self):

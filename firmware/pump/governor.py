@@ -73,15 +73,25 @@ class Window:
         self.add(strokes)
 
     def rescale(self, num, den):
-        """Re-express counts in strokes of another strength, rounding up (safe)."""
+        """Re-express counts in strokes of another strength. Every window the
+        governor will ever check is a run of slots ending at the newest, so the
+        rounding is carried from the newest slot back: each such run holds its
+        exact rescaled volume rounded up once (safe, and never a stroke more),
+        where rounding every slot up on its own would overstate it many times."""
+        done = 0        # rescaled strokes in the slots newer than this one, rounded up
+        exact = 0       # their exact count, times den
         t = 0
-        for i in range(self.n):
-            c = self.counts[i]
+        for k in range(self.n):
+            j = (self.head - k) % self.n
+            c = self.counts[j]
             if c:
-                c = -((-c * num) // den)
+                exact += c * num
+                up = -((-exact) // den)
+                c = up - done
                 if c > 0xFFFF:
                     c = 0xFFFF
-                self.counts[i] = c
+                done = up
+                self.counts[j] = c
                 t += c
         self.total = t
 

@@ -79,6 +79,7 @@ class Program:
         self.max_hourly_nl = 0
         self.max_step_up_pct = DEFAULT_STEP_UP_PCT
         self.override = False
+        self.override_used = False   # the override let through a raise the limit refuses
         self.pb_dose_nl = 0          # patient bolus; 0 means none programmed
         self.pb_dose_ug = 0
         self.pb_duration_ms = 0
@@ -160,11 +161,13 @@ def _peak_window_nl(steps, window_s):
     return best
 
 
-def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_day=None):
+def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_day=None,
+             min_recent_pct=None):
     """Check a program dict and convert it. previous: the Program in force
-    (for the step-up limit); min_recent_ug_min: the lowest daily dose in force
-    during the last 24 h, the base the step-up is measured from;
-    fastest_nl_day: the fastest bolus the pump gives (fastest_bolus_nl_day)."""
+    (for the step-up limit); min_recent_ug_min: the lowest non-zero daily dose
+    in force during the last 24 h, the base the step-up is measured from;
+    fastest_nl_day: the fastest bolus the pump gives (fastest_bolus_nl_day);
+    min_recent_pct: the strictest max_step_up_pct in force in the last 24 h."""
     if not isinstance(raw, dict):
         raise ProgramError("program", "must be a table of settings")
     for k in raw:
@@ -179,6 +182,9 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_d
     p.conc = _int(raw, "concentration_ug_ml", MIN_CONC_UG_ML, MAX_CONC_UG_ML)
     conc = p.conc
 
+    for k, only in (("daily_dose_ug", "continuous"), ("steps", "flex")):
+        if k in raw and mode != only:
+            raise ProgramError(k, "is not used by a %s program (only %s)" % (mode, only))
     if mode == "continuous":
         ug = _int(raw, "daily_dose_ug", 1, MAX_DAILY_DOSE_UG)
         p.steps = [(0, ug_to_nl_floor(ug, conc))]
@@ -288,18 +294,27 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_d
         p.catheter_nl = (_int(raw, "catheter_cm", 1, 200)
                          * _int(raw, "catheter_nl_per_cm", 100, 20000))
 
-    if previous is not None and previous.mode != "stopped" and not p.override:
-        base = previous.daily_ug_min
-        if min_recent_ug_min is not None and min_recent_ug_min < base:
-            base = min_recent_ug_min
-        # Integer form of: new > base * (1 + pct/100). Lowering the dose in
-        # force is always allowed, whatever was in force earlier in the day.
-        pct = previous.max_step_up_pct  # the limit in force governs the change
-        if (base > 0 and p.daily_ug_min > previous.daily_ug_min
-                and p.daily_ug_min * 100 > base * (100 + pct)):
+    # The step-up limit (titration: raise the daily dose at most pct % in 24 h).
+    # base: the lowest dose in force at any time in the last 24 h (a stopped
+    # pump has no dose, so a restart is measured from the doses before the stop);
+    # pct: the strictest limit in force in that time. Lowering is always allowed.
+    in_force = 0
+    base = None
+    pct = DEFAULT_STEP_UP_PCT
+    if previous is not None:
+        pct = previous.max_step_up_pct
+        if previous.mode != "stopped":
+            in_force = base = previous.daily_ug_min
+    if min_recent_ug_min and (base is None or min_recent_ug_min < base):
+        base = min_recent_ug_min
+    if min_recent_pct is not None and min_recent_pct < pct:
+        pct = min_recent_pct
+    if base and p.daily_ug_min > in_force and p.daily_ug_min * 100 > base * (100 + pct):
+        if not p.override:
             raise ProgramError("daily_dose_ug",
                                "raises the daily dose from %d to %d ug, more than %d %% within 24 h; a clinician override is required"
                                % (base // DAY_MIN, p.daily_dose_ug(), pct))
+        p.override_used = True
     return p
 
 

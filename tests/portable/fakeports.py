@@ -81,7 +81,9 @@ class Store:
     def __init__(self):
         self.data = {}
         self.writes = 0
-        self.cut_at = 0   # if > 0: the write with this number is torn and power is cut
+        self.cut_at = 0   # if > 0: power is cut during the write with this number
+        self.cut_clean = False  # the cut write leaves the old content (an atomic
+        #                         rename, as littlefs does) instead of half a record
 
     def read(self, key):
         return self.data.get(key)
@@ -90,7 +92,8 @@ class Store:
         self.writes += 1
         if self.cut_at and self.writes == self.cut_at:
             self.cut_at = 0
-            self.data[key] = bytes(data[: len(data) // 2])
+            if not self.cut_clean:
+                self.data[key] = bytes(data[: len(data) // 2])
             raise PowerCut()
         self.data[key] = bytes(data)
 
