@@ -1054,3 +1054,22 @@ def test_a_store_that_fails_at_start_stops_safely_instead_of_a_boot_loop():
     assert len(r.hw.motor.trace) == n            # nothing is given in the fault state
     heard = sounds(r, t0)
     assert heard and heard[0][1] == A.TWO_TONE   # the critical pattern, within the hour
+
+
+def test_leaving_safe_mode_is_held_to_the_step_up_limit_from_the_lost_program():
+    """The program record is lost; the ledger kept the daily dose of the program
+    that was in force, so the clinician's next program may raise it by at most
+    30 % without an override (3000 ug/day after 400 is refused)."""
+    r = world(conc=1000, daily=400, safe_rate_ug_day=100)
+    destroy(r, "therapy")
+    r.reboot()
+    assert r.pump.state() == "safe_mode"
+    err = r.program(make_program(1000, 3000))
+    assert isinstance(err, ProgramError) and err.field == "daily_dose_ug", err
+    assert "from 400 to 3000" in err.reason
+    assert r.pump.state() == "safe_mode"          # nothing changed
+    assert r.program(make_program(1000, 520)) is None
+    assert r.pump.state() == "running"
+    t0 = r.now
+    r.advance(6 * HOUR)
+    assert_rate(r, t0, r.now, nl_day(520, 1000), "after leaving safe mode")

@@ -28,7 +28,7 @@ from pump import eventlog as E
 from pump.eventlog import EventLog
 
 U32 = 2**32 - 1
-LEDGER_PAYLOAD = 4 * len(FIELDS)      # "<IIIIIIIIII"
+LEDGER_PAYLOAD = 4 * len(FIELDS)      # one u32 per field
 EVENT_PAYLOAD = struct.calcsize("<IIiBBii")
 HEAD = 8                              # b"PR" | len:u16 | seq:u32
 OVERHEAD = HEAD + 4                   # + crc32:u32
@@ -608,7 +608,7 @@ def test_ledger_torn_write_any_prefix_over_old_or_erased_bytes(k, fill):
             for i in range(k):
                 save_state(led, STATES[i])
         torn_key = "ledger.a" if k % 2 else "ledger.b"
-        complete = s.data[torn_key] == frame(k, struct.pack("<IIIIIIIIII", *STATES[k - 1]))
+        complete = s.data[torn_key] == frame(k, struct.pack("<" + "I" * len(FIELDS), *STATES[k - 1]))
         fresh = Ledger(s)
         st_ = fresh.load()
         if complete:

@@ -641,6 +641,10 @@ class Pump:
             if len(t) > 3 and (pct is None or t[3] < pct):
                 pct = t[3]
         prev = None if self.safe_mode else self.program
+        if self.safe_mode and self.ledger.dose_ug_min and (base is None or self.ledger.dose_ug_min < base):
+            # the program record is lost, the ledger kept its daily dose: the next
+            # program is held to the step-up limit from it
+            base = self.ledger.dose_ug_min
         p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day, pct)
         if self.reservoir.conc and p.conc != self.reservoir.conc:
             raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
@@ -678,6 +682,7 @@ class Pump:
         self._clear(A.PROGRAM_REQUIRED)
         self.titration.append([self.time.day, self.time.ms, p.daily_ug_min, p.max_step_up_pct])
         self.ledger.safe_rate_nl_day = p.safe_rate_nl_day
+        self.ledger.dose_ug_min = p.daily_ug_min
         self.ledger.bridge_left_nl = self.schedule.bridge_left_nl
         self.ledger.save(self.time.day, self.time.ms, both=True)
         self._save_therapy()

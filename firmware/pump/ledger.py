@@ -5,13 +5,14 @@
 # pump to repeat a stroke: at worst the last counted stroke never ran, which
 # is the safe direction. The record also carries what the pump needs to run
 # its documented safe state if the therapy record is lost: the fill, the
-# concentration, the program's safe rate and its caps.
+# concentration, the program's safe rate, its caps and its daily dose (the base
+# of the step-up limit for the next program).
 import struct
 from pump.record import ABRecord, OK
 
-_FMT = "<IIIIIIIIII"
+_FMT = "<IIIIIIIIIII"
 FIELDS = ("day", "ms", "strokes", "lifetime", "fill_nl", "conc", "bridge_left_nl",
-          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl")
+          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl", "dose_ug_min")
 
 
 class Ledger:
@@ -28,6 +29,7 @@ class Ledger:
         self.safe_rate_nl_day = 0
         self.max_daily_nl = 0
         self.max_hourly_nl = 0
+        self.dose_ug_min = 0      # daily dose of the program in force (ug*min/day)
         self.last_was_stroke = False  # the newest copy is a stroke's write-ahead
 
     def load(self):
@@ -36,7 +38,7 @@ class Ledger:
             v = struct.unpack(_FMT, payload)
             (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
              self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
-             self.max_hourly_nl) = v
+             self.max_hourly_nl, self.dose_ug_min) = v
         elif status == OK:
             status = 2  # wrong shape: treat as corrupt
         return status
@@ -46,7 +48,7 @@ class Ledger:
         self.ms = ms
         struct.pack_into(_FMT, self.buf, 0, day, ms, self.strokes, self.lifetime,
                          self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
-                         self.max_daily_nl, self.max_hourly_nl)
+                         self.max_daily_nl, self.max_hourly_nl, self.dose_ug_min)
 
     def uncount(self, day, ms):
         """The stroke counted by the last save did not run (the motor stalled).
