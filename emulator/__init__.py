@@ -1,0 +1,2 @@
+"""The pump emulator: the unchanged firmware core against simulated hardware in
+accelerated time. See docs/emulator.md and docs/scenarios.md."""

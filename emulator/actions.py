@@ -1,0 +1,103 @@
+# What each scenario event does to the world: clinic commands go through the
+# pump's own command interface (as over the programmer link); faults act on the
+# simulated hardware only, and the pump has to find out for itself.
+from emulator.engine import RESET_CAUSES
+
+UL = 1000        # nL per uL
+ML = 1000000     # nL per mL
+
+
+def _nl(ml):
+    return int(round(ml * ML))
+
+
+def apply_start(w):
+    """The pump as the scenario finds it: drug in the reservoir and a program."""
+    st = w.sc.start
+    if st.get("fill_ml"):
+        conc = st["concentration_ug_ml"]
+        vol = _nl(st["fill_ml"])
+        w.reservoir.fill(vol, st.get("actual_concentration_ug_ml", conc))
+        w.command("refill", w.pump.refill, vol, conc, 0)
+    if "program" in st:
+        program(w, {"program": st["program"]})
+
+
+def program(w, a):
+    prog = dict(a["program"])
+    res, err = w.command("program", w.pump.program_now, prog)
+    if err is None:
+        w.programs.append((w.clock.now, prog, res.readback()))
+
+
+def refill(w, a):
+    told_conc = a["concentration_ug_ml"]
+    real_conc = a.get("actual_concentration_ug_ml", told_conc)
+    vol = _nl(a["volume_ml"])
+    residual = w.reservoir.empty_out()
+    reported = _nl(a["residual_ml"]) if "residual_ml" in a else residual
+    if a.get("pocket_fill"):
+        # the needle missed the port: the drug goes under the skin, all at once
+        w.patient.dose(w.clock.now, vol * real_conc / 1e6, "tissue")
+        w.log("world", "fault", "pocket_fill", "%d nL at %d ug/mL injected into the pocket" % (vol, real_conc))
+    else:
+        w.reservoir.fill(vol, real_conc)
+        if real_conc != told_conc:
+            w.log("world", "fault", "wrong_concentration",
+                  "reservoir filled at %d ug/mL, pump told %d ug/mL" % (real_conc, told_conc))
+    w.command("refill", w.pump.refill, vol, told_conc, reported)
+
+
+def _repeat(w, a, name, fn, *args):
+    for _ in range(a.get("count", 1)):
+        w.command(name, fn, *args)
+
+
+ACTIONS = {
+    # clinic and patient, through the pump's command interface
+    "program": program,
+    "refill": refill,
+    "bolus": lambda w, a: w.command("bolus", w.pump.clinician_bolus, a["dose_ug"], a["duration_min"]),
+    "patient_bolus": lambda w, a: w.command("patient_bolus", w.pump.patient_bolus),
+    "prime": lambda w, a: w.command("prime", w.pump.prime, a["duration_min"],
+                                    *([a["volume_ul"] * UL] if "volume_ul" in a else [])),
+    "suspend": lambda w, a: w.command("suspend", w.pump.suspend),
+    "resume": lambda w, a: w.command("resume", w.pump.resume),
+    "acknowledge": lambda w, a: w.command("acknowledge " + a["alarm"], w.pump.acknowledge, a["alarm_code"]),
+    "silence": lambda w, a: w.command("silence", w.pump.silence),
+    "alarm_test": lambda w, a: w.command("alarm_test", w.pump.alarm_test),
+    "set_clock": lambda w, a: w.command("set_clock", w.pump.set_clock, w.clock.wall_s() + a["shift_min"] * 60),
+    # the world: the pump is not told
+    "clock_jump": lambda w, a: w.clock.jump(a["shift_min"] * 60),
+    "kink": lambda w, a: w.catheter.kink(a["severity_pct"]),
+    "block": lambda w, a: w.catheter.block(),
+    "release": lambda w, a: w.catheter.release(),
+    "disconnect": lambda w, a: w.catheter.disconnect(),
+    "leak": lambda w, a: w.catheter.leak(a["pct"]),
+    "migrate": lambda w, a: w.catheter.migrate(),
+    "revise_catheter": lambda w, a: w.catheter.repair(),
+    "stall": lambda w, a: w.motor.stall(a["strokes"]),
+    "jam": lambda w, a: w.motor.jam(a.get("after_strokes", 0)),
+    "repair_motor": lambda w, a: w.motor.repair(),
+    "battery_drop": lambda w, a: w.battery.drop_to(a["to_permille"]),
+    "reset": lambda w, a: w.reboot(RESET_CAUSES[a.get("cause", "power_on")]),
+    "reset_during_write": lambda w, a: w.store.arm_cut(a.get("nth_write", 1), a.get("atomic", False)),
+    "bit_flip": lambda w, a: w.store.flip(a["key"], a["bit"]),
+    "lumbar_bolus": lambda w, a: (w.patient.dose(w.clock.now, a["dose_ug"], "csf"),
+                                  w.lumbar.append((w.clock.now, a["dose_ug"]))),
+}
+WORLD = {"clock_jump", "kink", "block", "release", "disconnect", "leak", "migrate", "revise_catheter",
+         "stall", "jam", "repair_motor", "battery_drop", "reset", "reset_during_write", "bit_flip"}
+
+
+def apply(w, ev):
+    if ev.do in WORLD:
+        w.log("world", "fault" if ev.do not in ("release", "revise_catheter", "repair_motor") else "repair",
+              ev.do, ev.summary())
+    elif ev.do == "lumbar_bolus":
+        w.log("clinic", "screening", "lumbar_bolus", "%d ug by lumbar puncture" % ev.args["dose_ug"])
+    # a fault only changes the hardware: the pump finds out at its next wake-up
+    wall = w.clock.wall_s()
+    ACTIONS[ev.do](w, ev.args)
+    if w.clock.wall_s() != wall:
+        w.walls.append((w.clock.now, w.clock.wall_s()))

@@ -1,0 +1,311 @@
+# The invariant checks the emulator runs on every run, from the stroke trace
+# the simulated motor recorded and the programs the clinic sent. They do not
+# read the firmware's counters. The caps bound what the pump *commands*, so
+# strokes count at their nominal volume; the motor's accuracy error is reported
+# beside them, not mixed in.
+from pump import alarms as A
+from pump import eventlog as E
+from pump.schedule import BRIDGE
+
+DAY = 86400000
+HOUR = 3600000
+STOPPING = {A.OCCLUSION: "occlusion", A.MOTOR_STALL: "motor_stall", A.BATTERY_EOS: "battery_eos",
+            A.INTERNAL_FAULT: "internal_fault"}
+
+
+def rate_table(prog):
+    conc = prog["concentration_ug_ml"]
+    if prog["mode"] == "continuous":
+        return [(0, prog["daily_dose_ug"] * 1000000 // conc)]
+    if prog["mode"] == "flex":
+        return [(s["start_min"] * 60, s["daily_rate_ug"] * 1000000 // conc) for s in prog["steps"]]
+    return [(0, 0)]
+
+
+def _rate(table, tod):
+    r = table[-1][1]
+    for start, v in table:
+        if start <= tod:
+            r = v
+    return r
+
+
+def _secs_to_change(table, tod):
+    if len(table) == 1:
+        return None
+    for start, _ in table:
+        if start > tod:
+            return start - tod
+    return 86400 - tod + table[0][0]
+
+
+class Scheduled:
+    """S(t): what the programs in force scheduled up to t (nL x ms/day, exact),
+    on the pump's wall clock for flex steps, plus the boluses the pump granted
+    spread over their durations, with the bridge's old rate while it runs."""
+
+    def __init__(self, programs, walls, raw_events):
+        self.changes = []    # (t, what, value)
+        for t, prog, _ in programs:
+            self.changes.append((t, 1, rate_table(prog)))
+        for t, wall in walls:
+            self.changes.append((t, 0, wall - t // 1000))
+        self.boluses = []
+        for t, kind, code, a, b in raw_events:
+            if kind in (E.BOLUS, E.PRIME):
+                self.boluses.append((t, b * 1000, a))
+            elif kind == E.BRIDGE:
+                self.changes.append((t, 2, b if code == 0 else None))
+        self.changes.sort(key=lambda c: (c[0], c[1]))
+        self.ci = 0
+        self.table = None
+        self.bridge = None
+        self.wall_off = 0
+        self.t = 0
+        self.s = 0
+
+    def _apply_changes(self, t):
+        while self.ci < len(self.changes) and self.changes[self.ci][0] <= t:
+            _, what, v = self.changes[self.ci]
+            if what == 0:
+                self.wall_off = v
+            elif what == 1:
+                self.table = v
+            else:
+                self.bridge = v
+            self.ci += 1
+
+    def basal_to(self, t):
+        while self.t < t:
+            self._apply_changes(self.t)
+            nxt = self.changes[self.ci][0] if self.ci < len(self.changes) else t
+            end = min(t, nxt) if nxt > self.t else t
+            if self.table is None:
+                self.t = end
+                continue
+            tod = (self.wall_off + self.t // 1000) % 86400
+            if self.bridge is not None:
+                rate, secs = self.bridge, None
+            else:
+                rate, secs = _rate(self.table, tod), _secs_to_change(self.table, tod)
+            if secs is not None:
+                end = min(end, (self.t // 1000 + secs) * 1000)
+            self.s += rate * (end - self.t)
+            self.t = end
+        self._apply_changes(t)
+        return self.s
+
+    def at(self, t):
+        """Scheduled nL up to t (float, exact enough for a 1-stroke tolerance)."""
+        s = self.basal_to(t) / DAY
+        for t0, d, v in self.boluses:
+            if t > t0:
+                s += v if t >= t0 + d or d == 0 else v * (t - t0) / d
+        return s
+
+
+def stop_intervals(raw_events, end):
+    """[(t0, t1, why)] in which the pump must not stroke, from its own log:
+    stopping alarms until cleared or acknowledged, suspend until resume,
+    empty until the next refill."""
+    out = []
+    open_ = {}
+    for t, kind, code, a, b in raw_events:
+        if kind == E.ALARM and code in STOPPING:
+            open_.setdefault(STOPPING[code], t)
+        elif kind == E.ALARM and code == A.RESERVOIR_EMPTY:
+            open_.setdefault("reservoir_empty", t)
+        elif kind in (E.ALARM_CLEAR, E.ACK) and code in STOPPING and STOPPING[code] in open_:
+            out.append((open_.pop(STOPPING[code]), t, STOPPING[code]))
+        elif kind == E.SUSPEND:
+            open_.setdefault("suspended", t)
+        elif kind == E.RESUME and "suspended" in open_:
+            out.append((open_.pop("suspended"), t, "suspended"))
+        elif kind == E.REFILL and code == 0 and "reservoir_empty" in open_:
+            out.append((open_.pop("reservoir_empty"), t, "reservoir_empty"))
+        elif kind == E.RESET:
+            # a reset ends no stop: the pump restores its stops from storage
+            pass
+    for why, t0 in open_.items():
+        out.append((t0, end + 1, why))
+    return sorted(out)
+
+
+def _result(ident, name, ok, detail, **more):
+    r = {"id": ident, "name": name, "ok": ok, "detail": detail}
+    r.update(more)
+    return r
+
+
+def run_checks(w):
+    """-> list of check results (dicts) for report.json."""
+    stroke = w.profile["stroke_nl"]
+    trace = w.motor.trace
+    end = w.sc.duration_ms
+    progs = w.programs
+    out = []
+
+    # the program (and concentration the pump believes) in force at each stroke
+    def prog_at(t, pi):
+        while pi + 1 < len(progs) and progs[pi + 1][0] <= t:
+            pi += 1
+        return pi
+
+    # ---- I2: sliding 24 h and 1 h caps, in pg (nL x ug/mL) so strokes of two strengths add up
+    worst = {"24 h": (0, None, 0), "1 h": (0, None, 0)}
+    ok2 = True
+    first_bad = None
+    wins = {"24 h": [DAY, [], 0, 0], "1 h": [HOUR, [], 0, 0]}
+    pi = 0
+    for t, nl, kind, conc in trace:
+        if not progs or t < progs[0][0]:
+            continue
+        pi = prog_at(t, pi)
+        cur = progs[pi][1]
+        conc_b = cur["concentration_ug_ml"]
+        caps = {"24 h": cur["max_daily_ug"], "1 h": cur["max_hourly_ug"]}
+        if kind == BRIDGE and pi > 0:
+            old = progs[pi - 1][1]
+            conc_b = old["concentration_ug_ml"]
+            caps = {"24 h": old["max_daily_ug"], "1 h": old["max_hourly_ug"]}
+        pg = stroke * conc_b
+        for name, win in wins.items():
+            span, q, head, total = win
+            q.append((t, pg))
+            total += pg
+            while q[head][0] <= t - span:
+                total -= q[head][1]
+                head += 1
+            if head > 4096:
+                del q[:head]
+                head = 0
+            win[2], win[3] = head, total
+            cap_pg = caps[name] * 1000000
+            share = total * 1000 // cap_pg
+            if share > worst[name][0]:
+                worst[name] = (share, t, total // 1000000)
+            if total > cap_pg:
+                ok2 = False
+                if first_bad is None:
+                    first_bad = "%s window ending at %d ms holds %d ug, cap %d ug" % (name, t, total // 1000000, caps[name])
+    out.append(_result("I2", "hard caps (sliding 24 h and 1 h)", ok2,
+                       first_bad or "fullest 24 h window %.1f %% of its cap, fullest 1 h window %.1f %%"
+                       % (worst["24 h"][0] / 10, worst["1 h"][0] / 10),
+                       fullest_24h_permille=worst["24 h"][0], fullest_1h_permille=worst["1 h"][0]))
+
+    # ---- I3: no stroke while the pump is stopped
+    stops = stop_intervals(w.raw_events, end)
+    bad = []
+    si = 0
+    for t, nl, kind, conc in trace:
+        for t0, t1, why in stops:
+            if t0 <= t < t1:
+                bad.append((t, why))
+                break
+    stopped_ms = sum(min(t1, end) - t0 for t0, t1, _ in stops)
+    out.append(_result("I3", "no stroke while stopped", not bad,
+                       ("%d strokes while stopped, first at %d ms (%s)" % (len(bad), bad[0][0], bad[0][1])) if bad
+                       else "%d stop intervals, %.1f h stopped, no stroke in them" % (len(stops), stopped_ms / HOUR),
+                       stop_intervals=len(stops)))
+
+    # ---- I1 and I6: delivery against the schedule over every interval
+    sched = Scheduled(progs, w.walls, w.raw_events)
+    fastest = 0
+    for _, prog, _ in progs:
+        fastest = max([fastest] + [r for _, r in rate_table(prog)])
+    for t0, d, v in sched.boluses:
+        fastest += v * DAY // max(d, 1)
+    eps = stroke + fastest * 2 // 86400 + 8
+    quiet = _quiet_stretches(w, stops, end)
+    min_x = 0.0
+    worst1 = 0.0
+    i1_bad = None
+    d = 0
+    for t, nl, kind, conc in trace:
+        d += stroke
+        x = d - sched.at(t)
+        gain = x - min_x
+        if gain > worst1:
+            worst1 = gain
+        if gain > eps and i1_bad is None:
+            i1_bad = "at %d ms delivery is %.0f nL ahead of the schedule over some interval" % (t, gain)
+        if x - stroke < min_x:
+            min_x = x - stroke
+    # liveness: inside each quiet stretch (no fault, stop, reset, refusal or
+    # clinic change), from its start, at every stroke and at its end
+    times = [t for t, _, _, _ in trace]
+    worst6 = 0.0
+    checks6 = 0
+    i6_bad = None
+    live_ms = 0
+    import bisect
+    for q0, q1 in quiet:
+        if q1 - q0 < 2 * HOUR:
+            continue
+        live_ms += q1 - q0
+        fresh = Scheduled(progs, w.walls, w.raw_events)
+        k = bisect.bisect_left(times, q0)
+        dq = k * stroke
+        seg_max = dq - fresh.at(q0)
+        k1 = bisect.bisect_left(times, q1)
+        pts = [(times[j], (j + 1) * stroke) for j in range(k, k1)] + [(q1, k1 * stroke)]
+        for t, dt in pts:
+            x = dt - fresh.at(t)
+            lag = seg_max - x - (stroke if t != q1 else 0)
+            checks6 += 1
+            if lag > worst6:
+                worst6 = lag
+            if lag > eps and i6_bad is None:
+                i6_bad = "at %d ms delivery fell %.0f nL behind the schedule in a fault-free stretch" % (t, lag)
+            if x > seg_max:
+                seg_max = x
+    out.append(_result("I1", "no over-delivery, no catch-up (every interval)", i1_bad is None,
+                       i1_bad or "largest lead over the schedule in any interval %.0f nL (allowed %d)" % (worst1, eps),
+                       largest_lead_nl=round(worst1), allowed_nl=eps))
+    out.append(_result("I6", "liveness (fault-free stretches of 2 h or more)", i6_bad is None,
+                       i6_bad or "%.1f days checked, %d comparisons, largest lag %.0f nL (allowed %d)"
+                       % (live_ms / DAY, checks6, worst6, eps),
+                       comparisons=checks6, checked_days=round(live_ms / DAY, 2), largest_lag_nl=round(worst6)))
+
+    # ---- I5: never a stroke from an empty reservoir
+    explained = [e for e in w.sc.events if e.do == "refill" and e.args.get("pocket_fill")]
+    dry = w.motor.dry
+    out.append(_result("I5", "no stroke from an empty reservoir", dry == 0 or bool(explained),
+                       "%d strokes found the reservoir empty%s" % (
+                           dry, " (the pump was told of drug that went into the pocket)" if dry and explained else ""),
+                       dry_strokes=dry, explained_by_pocket_fill=bool(dry and explained)))
+    return out, sched
+
+
+def _quiet_stretches(w, stops, end):
+    """-> [(t0, t1)] stretches with no disturbance. A disturbance is a world
+    fault or repair, a reset, a refusal, an alarm raised or cleared, a
+    suspend, a clock change, a refill or a new program: it disturbs from its
+    time until 2 min after (the pump's re-check and stroke-feedback times); a
+    stop disturbs until it ends; a granted bolus until 24 h after it ends
+    (its strokes may be held back by the caps). Before the first program
+    nothing is owed."""
+    marks = []
+    for t, src, kind, code, detail in w.events:
+        if src == "world" or kind in ("alarm", "alarm_clear", "reset", "refusal", "fault", "suspend",
+                                      "resume", "clock", "refill", "storage", "ack", "bridge", "program"):
+            marks.append((t, t + 120000))
+    for t0, t1, _ in stops:
+        marks.append((t0, t1 + 120000))
+    for t, kind, code, a, b in w.raw_events:
+        if kind in (E.BOLUS, E.PRIME):
+            marks.append((t, t + b * 1000 + DAY))
+    marks.append((0, (w.programs[0][0] if w.programs else end) + 120000))
+    marks.sort()
+    merged = []
+    for a, b in marks:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out = []
+    for i, (a, b) in enumerate(merged):
+        nxt = merged[i + 1][0] if i + 1 < len(merged) else end
+        if nxt > b:
+            out.append((b, min(nxt, end)))
+    return out

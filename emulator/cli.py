@@ -1,0 +1,85 @@
+"""pump-emu: run the pump's firmware core in accelerated time.
+
+  pump-emu list                          the scenario library, one line each
+  pump-emu run SCENARIO --out DIR [--seed N] [--no-plots] [--quiet]
+
+SCENARIO is a library name (see `pump-emu list`) or a path to a .toml file.
+Exit status: 0 when the run completed (alarms and failed checks are results,
+reported in the summary and report.json); 2 on bad input (an unknown scenario,
+a bad key in the file), with a message naming the file, key and reason.
+"""
+import argparse
+import os
+import sys
+import time
+
+from emulator import report as R
+from emulator.scenario import ScenarioError, find, library, load, fmt_time
+
+
+def cmd_list(args):
+    for name, path in library():
+        try:
+            sc = load(path)
+            print("%-24s %-8s %s" % (name, fmt_time(sc.duration_ms).split(" ")[0], sc.title))
+        except ScenarioError as e:
+            print("%-24s BROKEN   %s" % (name, e))
+    return 0
+
+
+def cmd_run(args):
+    from emulator.engine import World
+    sc = load(find(args.scenario))
+    w = World(sc, seed=args.seed)
+    bar = None
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+        # shown only if the run takes more than a second, and only on a terminal
+        bar = tqdm(total=sc.duration_ms / 86400000, unit="day", delay=1.0, mininterval=0.25,
+                   desc=sc.name, leave=False, file=sys.stderr,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} days [{elapsed}<{remaining}]")
+
+        def progress(t):
+            bar.update(t / 86400000 - bar.n)
+    t0 = time.perf_counter()
+    w.run(progress)
+    wall = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    rep = R.build(w)
+    rep["run"] = {"wall_s": round(wall, 3)}
+    os.makedirs(args.out, exist_ok=True)
+    if not args.no_plots:
+        from emulator import plots
+        plots.write_all(w, rep, args.out)
+    R.write(w, rep, args.out)
+    if not args.quiet:
+        print(R.summary(rep, args.out, wall))
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="pump-emu", description=__doc__.split("\n")[0],
+                                 epilog="Educational, non-medical model. See docs/emulator.md and docs/scenarios.md.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the scenario library")
+    run = sub.add_parser("run", help="run a scenario and write trace.csv, events.csv, report.json and plots")
+    run.add_argument("scenario", help="a library name (pump-emu list) or a path to a .toml file")
+    run.add_argument("--out", required=True, help="directory for the outputs (created if needed)")
+    run.add_argument("--seed", type=int, default=None, help="random seed for the physics (default: the scenario's)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--quiet", action="store_true", help="no summary, no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        return cmd_list(args) if args.cmd == "list" else cmd_run(args)
+    except ScenarioError as e:
+        print("pump-emu: bad scenario: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        print("pump-emu: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

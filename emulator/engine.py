@@ -1,0 +1,198 @@
+# The emulator's engine: the unchanged firmware core (firmware/pump) on
+# simulated hardware, with a virtual clock that jumps from event to event.
+#
+# Three things can happen next: the pump's own wake-up (it says how long it
+# sleeps), a scenario event (clinic, patient or fault), or a sample of the
+# world for the plots and the patient model. The engine jumps to the earliest,
+# never sleeps, and hands commands to the pump the way the firmware main loop
+# does after a programmer frame: run the command, then let the pump decide at
+# once.
+import json
+import os
+
+from pump.controller import Pump, Refused, CommandError, RESET_POWER_ON, RESET_WATCHDOG, RESET_SOFT, REFUSAL_NAMES
+from pump.program import ProgramError
+from pump.schedule import KINDS
+
+from emulator.battery import BatteryModel
+from emulator.catheter import CatheterModel
+from emulator.clock import ClockModel
+from emulator.events import describe
+from emulator.motor import MotorModel
+from emulator.patient import PatientModel, HOUR_MS
+from emulator.reservoir import ReservoirModel
+from emulator.store import StoreModel, PowerCut
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOARDS = os.path.join(ROOT, "boards")
+RESET_CAUSES = {"power_on": RESET_POWER_ON, "watchdog": RESET_WATCHDOG, "soft": RESET_SOFT}
+SERIES_EVERY = 6          # reservoir and battery: every 6th patient sample
+
+
+def load_profile(board):
+    path = os.path.join(BOARDS, board + ".json")
+    with open(path) as f:
+        return json.load(f)
+
+
+class Annunciator:
+    def __init__(self, clock):
+        self.clock = clock
+        self.sounds = []
+
+    def sound(self, pattern):
+        self.sounds.append((self.clock.now, pattern))
+
+
+class World:
+    """One pump and everything around it, for one scenario run."""
+
+    def __init__(self, scenario, seed=None):
+        sc = scenario
+        self.sc = sc
+        self.seed = sc.seed if seed is None else seed
+        self.profile = load_profile(sc.board)
+        ph = sc.physics
+        self.clock = ClockModel(sc.start_wall_s, **ph["clock"])
+        self.store = StoreModel()
+        self.battery = BatteryModel(self.clock, **ph["battery"])
+        self.patient = PatientModel(**sc.patient)
+        self.to_csf = []             # (t_ms, ug) reaching the spinal fluid, per stroke
+        cath = dict(ph["catheter"])
+        dead = cath.pop("dead_volume_nl", None)
+        if dead is None:
+            dead = self.profile.get("catheter_nl", 0)
+        primed = sc.start.get("primed", True)
+        conc0 = sc.start.get("concentration_ug_ml", 0)
+        self.catheter = CatheterModel(self.clock, dead, conc0 if primed else 0, sink=self._at_tip, **cath)
+        self.reservoir = ReservoirModel(self.profile["reservoir_nl"])
+        self.motor = MotorModel(self.clock, self.reservoir, self.catheter, self.battery,
+                                self.profile["stroke_nl"], seed=self.seed, **ph["motor"])
+        self.annunciator = Annunciator(self.clock)
+        self.events = []             # (t_ms, source, kind, code, detail)
+        self.programs = []           # (t_ms, program dict as accepted, readback)
+        self.samples = []            # (t_ms, level ng/mL, steady-state ng/mL or None)
+        self.series = []             # (t_ms, believed nL, real nL, battery permille, state)
+        self.lumbar = []             # (t_ms, dose ug) screening boluses
+        self.raw_events = []         # (t_ms, kind, code, a, b) as the firmware logged them
+        self.walls = [(0, sc.start_wall_s)]   # (t_ms, pump wall_s at t_ms) after each change
+        self.resets = 0
+        self.carried_refused = 0
+        self.carried_forfeited = 0
+        self.next_wake = 0
+        self.pump = self._boot(RESET_POWER_ON)
+
+    # --- wiring -------------------------------------------------------------
+    def _at_tip(self, t, nl, ug, where):
+        self.patient.dose(t, ug, where)
+
+    def _sink(self, seq, day, ms, wall_s, kind, code, a, b):
+        k, c, d = describe(kind, code, a, b)
+        self.events.append((self.clock.now, "pump", k, c, d))
+        self.raw_events.append((self.clock.now, kind, code, a, b))
+
+    def log(self, source, kind, code, detail=""):
+        self.events.append((self.clock.now, source, kind, code, detail))
+
+    def _boot(self, cause):
+        p = Pump(self.profile, clock=self.clock, motor=self.motor, pressure=self.catheter,
+                 battery=self.battery, store=self.store, annunciator=self.annunciator,
+                 log_sink=self._sink)
+        p.start(cause)
+        return p
+
+    def reboot(self, cause=RESET_SOFT):
+        self.resets += 1
+        # the pump's own counters start again after a reset: keep what it had
+        self.carried_refused += self.pump.refused_strokes
+        self.carried_forfeited += self.pump.schedule.forfeited_nl()
+        while True:
+            try:
+                self.pump = self._boot(cause)
+                break
+            except PowerCut:   # a cut armed for the restart's own writes
+                self.resets += 1
+                cause = RESET_POWER_ON
+        self.next_wake = self.clock.now
+
+    def cycle(self):
+        try:
+            sleep = self.pump.cycle()
+        except PowerCut:
+            self.log("world", "fault", "power_cut", "reset in the middle of a storage write")
+            self.reboot(RESET_POWER_ON)
+            return
+        self.next_wake = self.clock.now + sleep
+
+    def command(self, name, fn, *args):
+        """A clinic or patient command; the pump decides at once after it.
+        -> (result, error text or None)."""
+        self.battery.telemetry()
+        try:
+            res, err = fn(*args), None
+        except PowerCut:
+            self.log("world", "fault", "power_cut", "reset in the middle of a storage write during " + name)
+            self.reboot(RESET_POWER_ON)
+            res, err = None, "the pump reset during the command"
+        except ProgramError as e:
+            res, err = None, "%s: %s" % (e.field, e.reason)
+        except CommandError as e:
+            res, err = None, str(e)
+        except Refused as e:
+            res, err = None, "refused: " + (REFUSAL_NAMES[e.code] if 0 <= e.code < len(REFUSAL_NAMES) else str(e.code))
+        self.log("clinic", "command", name, "ok" if err is None else err)
+        self.cycle()
+        return res, err
+
+    # --- running ------------------------------------------------------------
+    def run(self, progress=None):
+        from emulator.actions import apply_start, apply
+        end = self.sc.duration_ms
+        sample_ms = self.sc.patient_sample_ms
+        events = self.sc.events
+        ei = 0
+        next_sample = 0
+        n_samples = 0
+        apply_start(self)
+        last_report = 0
+        while True:
+            t_ev = events[ei].t_ms if ei < len(events) else end + 1
+            t = min(self.next_wake, t_ev, next_sample)
+            if t > end:
+                break
+            if t > self.clock.now:
+                self.clock.now = t
+            if t == next_sample:
+                self._sample(n_samples % SERIES_EVERY == 0)
+                n_samples += 1
+                next_sample += sample_ms
+            elif t == t_ev:
+                apply(self, events[ei])
+                ei += 1
+            else:
+                self.cycle()
+            if progress is not None and t - last_report >= 3600000:
+                progress(t)
+                last_report = t
+        self.clock.now = end
+        self._sample(True)
+        if progress is not None:
+            progress(end)
+
+    def _sample(self, series):
+        t = self.clock.now
+        self.catheter.read()     # let held-up drug move on to the tip
+        prog = self.programs[-1][1] if self.programs else None
+        ss = None
+        if prog is not None and self.pump.program is not None and self.pump.program.mode != "stopped":
+            ss = self.patient.steady_state_ng_ml(self.pump.program.daily_dose_ug())
+        self.samples.append((t, self.patient.level_ng_ml(t), ss))
+        if series:
+            p = self.pump
+            self.series.append((t, p.reservoir.remaining_nl(), self.reservoir.volume_nl,
+                                self.battery.level(), p.state()))
+
+    # --- results --------------------------------------------------------------
+    def trace_rows(self):
+        for t, nl, kind, conc in self.motor.trace:
+            yield t, nl, KINDS[kind] if 0 <= kind < len(KINDS) else str(kind), conc

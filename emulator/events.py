@@ -1,0 +1,53 @@
+# Turning the firmware's event-log records into the rows of events.csv.
+#
+# The firmware logs small integers (a kind, a code, two values); this module
+# gives them names and a readable detail, using the firmware's own name tables.
+from pump import alarms as A
+from pump import eventlog as E
+from pump.controller import REFUSAL_NAMES
+from pump.schedule import KINDS
+
+RESET_CAUSES = ("power_on", "watchdog", "soft")
+GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_volume"}
+STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program"}
+
+
+def _name(seq, i):
+    return seq[i] if 0 <= i < len(seq) and seq[i] else str(i)
+
+
+def describe(kind, code, a, b):
+    """-> (kind name, code name, detail) for one firmware event record."""
+    k = E.kind_name(kind)
+    if kind in (E.ALARM, E.ALARM_CLEAR, E.ACK):
+        return k, A.name(code), "value %d" % a
+    if kind == E.FAULT:
+        return k, A.name(code) if code else "internal", "count %d" % a
+    if kind == E.REFUSAL:
+        why = _name(REFUSAL_NAMES, code)
+        if why == "dose_limit" and a in GOVERNOR_REASONS:
+            return k, why, "stroke refused: " + GOVERNOR_REASONS[a]
+        return k, why, "request: " + _name(KINDS, a)
+    if kind == E.BOLUS:
+        return k, _name(KINDS, code), "%d nL over %d s" % (a, b)
+    if kind == E.PRIME:
+        return k, "prime", "%d nL over %d s" % (a, b)
+    if kind == E.BRIDGE:
+        return k, "end" if code else "start", ("%d nL at %d nL/day" % (a, b)) if not code else ""
+    if kind == E.REFILL:
+        if code:
+            return k, "discrepancy", "residual %d nL, expected %d nL" % (a, b)
+        return k, "ok", "%d nL at %d ug/mL" % (a, b)
+    if kind == E.PROGRAM:
+        return k, "in_force", "%d nL/day (%d ug/day)" % (a, b)
+    if kind == E.RESET:
+        return k, _name(RESET_CAUSES, code), "lifetime strokes %d" % a
+    if kind == E.CLOCK:
+        return k, "set", "wall %d s -> %d s (%+d s)" % (a, b, b - a)
+    if kind == E.OVERRIDE:
+        return k, "step_up", "daily %d -> %d ug" % (a, b)
+    if kind == E.STORAGE:
+        return k, STORAGE_WHAT.get(code, str(code)), "value %d" % a
+    if kind == E.SILENCE:
+        return k, "silence", "%d alarms" % a
+    return k, str(code), "%d %d" % (a, b)

@@ -1,0 +1,288 @@
+# Scenario files (TOML): loading and checking, with errors that name the file,
+# the key and the reason. The schema is documented key by key in
+# docs/scenarios.md; the tables below are its single source in code.
+import datetime
+import os
+import re
+import tomllib
+
+from pump import alarms as A
+from emulator import battery, catheter, clock, motor, patient
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRARY = os.path.join(ROOT, "scenarios")
+EPOCH = datetime.datetime(2000, 1, 1)     # the pump's wall clock counts from here (as MicroPython)
+MAX_DAYS = 3650
+
+NUM = (int, float)
+_TIME = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$")
+
+
+class ScenarioError(ValueError):
+    def __init__(self, path, key, reason):
+        self.path, self.key, self.reason = path, key, reason
+        ValueError.__init__(self, "%s: %s: %s" % (path, key, reason))
+
+
+def parse_time(text):
+    """'3d 06:30', '12:00', '180d', '1d 00:00:30' -> ms, or None."""
+    if not isinstance(text, str):
+        return None
+    m = _TIME.match(text)
+    if not m or not text.strip() or (m.group(1) is None and m.group(2) is None):
+        return None
+    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    if h > 23 or mi > 59 or s > 59:
+        return None
+    return ((d * 24 + h) * 60 + mi) * 60000 + s * 1000
+
+
+def fmt_time(ms):
+    d, rest = divmod(ms // 1000, 86400)
+    return "%dd %02d:%02d:%02d" % (d, rest // 3600, rest % 3600 // 60, rest % 60)
+
+
+# per-action keys: key -> (types, required, lo, hi)
+ALARM_NAMES = {A.name(c): c for c in range(1, A.N_ALARMS)}
+ACTION_KEYS = {
+    "program": {"program": (dict, True, None, None)},
+    "refill": {"volume_ml": (NUM, True, 0.001, 40), "concentration_ug_ml": (int, True, 1, 100000),
+               "actual_concentration_ug_ml": (int, False, 1, 100000), "residual_ml": (NUM, False, 0, 40),
+               "pocket_fill": (bool, False, None, None)},
+    "bolus": {"dose_ug": (int, True, 1, 100000), "duration_min": (int, True, 1, 100000)},
+    "patient_bolus": {},
+    "prime": {"duration_min": (int, True, 1, 100000), "volume_ul": (int, False, 1, 100000)},
+    "suspend": {}, "resume": {}, "silence": {}, "alarm_test": {},
+    "acknowledge": {"alarm": (str, True, None, None)},
+    "set_clock": {"shift_min": (int, True, -100000, 100000)},
+    "clock_jump": {"shift_min": (int, True, -100000, 100000)},
+    "kink": {"severity_pct": (int, True, 1, 100)},
+    "block": {}, "release": {}, "disconnect": {}, "migrate": {}, "revise_catheter": {},
+    "leak": {"pct": (int, True, 1, 100)},
+    "stall": {"strokes": (int, True, 1, 1000)},
+    "jam": {"after_strokes": (int, False, 0, 10000000)},
+    "repair_motor": {},
+    "battery_drop": {"to_permille": (int, True, 0, 1000)},
+    "reset": {"cause": (str, False, None, None)},
+    "reset_during_write": {"nth_write": (int, False, 1, 1000000), "atomic": (bool, False, None, None)},
+    "bit_flip": {"key": (str, True, None, None), "bit": (int, True, 0, 100000)},
+    "lumbar_bolus": {"dose_ug": (int, True, 1, 1000)},
+}
+PHYSICS = {"clock": clock.PARAMS, "motor": motor.PARAMS, "battery": battery.PARAMS,
+           "catheter": dict(catheter.PARAMS, dead_volume_nl=None)}
+TOP_KEYS = {"name", "title", "description", "duration", "seed", "board", "start_time", "tags",
+            "start", "physics", "patient", "events", "expect"}
+START_KEYS = {"fill_ml": (NUM, False, 0.001, 40), "concentration_ug_ml": (int, False, 1, 100000),
+              "actual_concentration_ug_ml": (int, False, 1, 100000), "primed": (bool, False, None, None),
+              "program": (dict, False, None, None)}
+FLAGS = ("possible_withdrawal", "possible_overdose")
+
+
+class Event:
+    def __init__(self, t_ms, do, args, index):
+        self.t_ms, self.do, self.args, self.index = t_ms, do, args, index
+
+    def summary(self):
+        return ", ".join("%s=%s" % (k, v) for k, v in sorted(self.args.items())
+                         if k not in ("program", "alarm_code")) or self.do
+
+
+class Scenario:
+    """A checked scenario: every value present, typed and in range."""
+
+
+def _check(path, where, table, spec, value_types=None):
+    for key in table:
+        if key not in spec:
+            raise ScenarioError(path, where + key, "unknown key (known: %s)" % ", ".join(sorted(spec)))
+    for key, (types, required, lo, hi) in spec.items():
+        if key not in table:
+            if required:
+                raise ScenarioError(path, where + key, "is required")
+            continue
+        v = table[key]
+        if isinstance(v, bool) and types is not bool:
+            raise ScenarioError(path, where + key, "must be a number, not true/false")
+        if not isinstance(v, types):
+            want = {bool: "true or false", str: "a string", dict: "a table", int: "a whole number"}.get(
+                types, "a number")
+            raise ScenarioError(path, where + key, "must be %s, not %r" % (want, v))
+        if lo is not None and not (lo <= v <= hi):
+            raise ScenarioError(path, where + key, "%r is out of range %s .. %s" % (v, lo, hi))
+
+
+def _time(path, key, v):
+    t = parse_time(v)
+    if t is None:
+        raise ScenarioError(path, key, "%r is not a time like \"3d 06:30\", \"12:00\" or \"180d\"" % (v,))
+    return t
+
+
+def load(path):
+    """Read and check one scenario file. -> Scenario, or ScenarioError."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(path, "-", "no such file")
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(path, "-", "not valid TOML: %s" % e)
+    return from_dict(raw, path)
+
+
+def from_dict(raw, path="<scenario>"):
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ScenarioError(path, key, "unknown key (known: %s)" % ", ".join(sorted(TOP_KEYS)))
+    sc = Scenario()
+    sc.path = path
+    sc.name = raw.get("name", os.path.splitext(os.path.basename(path))[0])
+    for key in ("name", "title", "description", "board"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ScenarioError(path, key, "must be a string")
+    if "title" not in raw:
+        raise ScenarioError(path, "title", "is required (one line: what the scenario shows)")
+    sc.title = raw["title"]
+    sc.description = raw.get("description", "").strip()
+    sc.tags = raw.get("tags", [])
+    if "duration" not in raw:
+        raise ScenarioError(path, "duration", "is required, e.g. duration = \"30d\"")
+    sc.duration_ms = _time(path, "duration", raw["duration"])
+    if not 0 < sc.duration_ms <= MAX_DAYS * 86400000:
+        raise ScenarioError(path, "duration", "must be more than 0 and at most %d days" % MAX_DAYS)
+    sc.seed = raw.get("seed", 1)
+    if not isinstance(sc.seed, int) or isinstance(sc.seed, bool):
+        raise ScenarioError(path, "seed", "must be a whole number")
+    sc.board = raw.get("board", "sim")
+    if not os.path.exists(os.path.join(ROOT, "boards", sc.board + ".json")):
+        raise ScenarioError(path, "board", "no board profile boards/%s.json" % sc.board)
+    start_time = raw.get("start_time", "2026-01-05T08:00")
+    try:
+        dt = datetime.datetime.fromisoformat(start_time)
+    except (TypeError, ValueError):
+        raise ScenarioError(path, "start_time", "%r is not a local date and time like \"2026-01-05T08:00\"" % (start_time,))
+    if dt.tzinfo is not None:
+        raise ScenarioError(path, "start_time", "give local time without a zone: the pump's clock has none")
+    sc.start_time = dt
+    sc.start_wall_s = int((dt - EPOCH).total_seconds())
+    if not 0 <= sc.start_wall_s or sc.start_wall_s + sc.duration_ms // 1000 >= 0x3FFFFFFF:
+        raise ScenarioError(path, "start_time", "the run must stay between 2000-01-01 and 2034-01-10, "
+                            "the range of the pump's wall clock")
+
+    start = raw.get("start", {})
+    if not isinstance(start, dict):
+        raise ScenarioError(path, "start", "must be a table")
+    _check(path, "start.", start, START_KEYS)
+    if "fill_ml" in start and "concentration_ug_ml" not in start:
+        raise ScenarioError(path, "start.concentration_ug_ml", "is required with start.fill_ml")
+    sc.start = start
+
+    phys = raw.get("physics", {})
+    if not isinstance(phys, dict):
+        raise ScenarioError(path, "physics", "must be a table")
+    sc.physics = {}
+    for part, defaults in PHYSICS.items():
+        given = phys.get(part, {})
+        if not isinstance(given, dict):
+            raise ScenarioError(path, "physics." + part, "must be a table")
+        # signed: a clock's drift and a motor's bias; every other parameter is >= 0
+        spec = {k: (int, False, -10**6 if k in ("drift_ppm", "bias_permille") else 0, 10**12)
+                for k in defaults}
+        _check(path, "physics.%s." % part, given, spec)
+        sc.physics[part] = {k: v for k, v in dict(defaults, **given).items() if v is not None}
+    for part in phys:
+        if part not in PHYSICS:
+            raise ScenarioError(path, "physics." + part, "unknown model (known: %s)" % ", ".join(sorted(PHYSICS)))
+
+    pat = raw.get("patient", {})
+    if not isinstance(pat, dict):
+        raise ScenarioError(path, "patient", "must be a table")
+    spec = {k: (NUM, False, 0.001 if k in ("half_life_h", "clearance_ml_h", "sample_min") else 0, 10**7)
+            for k in patient.PARAMS}
+    _check(path, "patient.", pat, spec)
+    sc.patient = dict(patient.PARAMS, **pat)
+    sc.patient_sample_ms = int(sc.patient["sample_min"] * 60000)
+
+    evs = raw.get("events", [])
+    if not isinstance(evs, list):
+        raise ScenarioError(path, "events", "must be an array of tables ([[events]])")
+    sc.events = []
+    for i, ev in enumerate(evs):
+        where = "events[%d]" % i
+        if not isinstance(ev, dict):
+            raise ScenarioError(path, where, "must be a table")
+        if "at" not in ev:
+            raise ScenarioError(path, where + ".at", "is required: when it happens, e.g. at = \"2d 14:00\"")
+        t = _time(path, where + ".at", ev["at"])
+        do = ev.get("do")
+        if do not in ACTION_KEYS:
+            raise ScenarioError(path, where + ".do", "%r is not an action (known: %s)" % (do, ", ".join(sorted(ACTION_KEYS))))
+        args = {k: v for k, v in ev.items() if k not in ("at", "do", "count", "every")}
+        _check(path, where + ".", args, ACTION_KEYS[do])
+        if do == "acknowledge":
+            if args["alarm"] not in ALARM_NAMES:
+                raise ScenarioError(path, where + ".alarm", "%r is not an alarm (known: %s)" % (args["alarm"], ", ".join(sorted(ALARM_NAMES))))
+            args["alarm_code"] = ALARM_NAMES[args["alarm"]]
+        if do == "reset" and args.get("cause", "power_on") not in ("power_on", "watchdog", "soft"):
+            raise ScenarioError(path, where + ".cause", "must be power_on, watchdog or soft")
+        count = ev.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100000:
+            raise ScenarioError(path, where + ".count", "must be a whole number 1 .. 100000")
+        every = _time(path, where + ".every", ev["every"]) if "every" in ev else 0
+        if count > 1 and every <= 0:
+            raise ScenarioError(path, where + ".every", "is required with count > 1, e.g. every = \"06:00\"")
+        for n in range(count):
+            tn = t + n * every
+            if tn > sc.duration_ms:
+                if n == 0:
+                    raise ScenarioError(path, where + ".at", "%s is after the end of the scenario (%s)"
+                                        % (ev["at"], fmt_time(sc.duration_ms)))
+                break
+            sc.events.append(Event(tn, do, args, i))
+    sc.events.sort(key=lambda e: (e.t_ms, e.index))
+
+    exp = raw.get("expect", [])
+    if not isinstance(exp, list):
+        raise ScenarioError(path, "expect", "must be an array of tables ([[expect]])")
+    sc.expect = []
+    for i, x in enumerate(exp):
+        where = "expect[%d]" % i
+        if not isinstance(x, dict):
+            raise ScenarioError(path, where, "must be a table")
+        if "alarm" in x:
+            _check(path, where + ".", x, {"alarm": (str, True, None, None), "after": (str, False, None, None),
+                                          "within_min": (int, False, 0, 10**7), "raised": (bool, False, None, None)})
+            if x["alarm"] not in ALARM_NAMES:
+                raise ScenarioError(path, where + ".alarm", "%r is not an alarm (known: %s)" % (x["alarm"], ", ".join(sorted(ALARM_NAMES))))
+            after = _time(path, where + ".after", x["after"]) if "after" in x else 0
+            sc.expect.append({"alarm": x["alarm"], "after_ms": after, "within_ms": x.get("within_min", -1) * 60000
+                              if "within_min" in x else None, "raised": x.get("raised", True)})
+        elif "flag" in x:
+            _check(path, where + ".", x, {"flag": (str, True, None, None), "raised": (bool, False, None, None)})
+            if x["flag"] not in FLAGS:
+                raise ScenarioError(path, where + ".flag", "must be one of %s" % ", ".join(FLAGS))
+            sc.expect.append({"flag": x["flag"], "raised": x.get("raised", True)})
+        else:
+            raise ScenarioError(path, where, "needs `alarm` or `flag`")
+    return sc
+
+
+def library():
+    """-> [(name, path)] of the scenarios shipped in scenarios/, sorted."""
+    out = []
+    for fn in sorted(os.listdir(LIBRARY)):
+        if fn.endswith(".toml"):
+            out.append((fn[:-5], os.path.join(LIBRARY, fn)))
+    return out
+
+
+def find(name_or_path):
+    """A library name ('catheter-kink') or a path to a .toml file."""
+    if os.path.exists(name_or_path):
+        return name_or_path
+    cand = os.path.join(LIBRARY, name_or_path + ".toml")
+    if os.path.exists(cand):
+        return cand
+    names = [n for n, _ in library()]
+    raise ScenarioError(name_or_path, "-", "no such file, and not a scenario in the library (pump-emu list shows: %s)"
+                        % ", ".join(names))
