@@ -4,10 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-deep mpy-check clean help
+.PHONY: demo test test-deep bench mpy-check clean help
+
+DEMO   ?= catheter-kink
 
 help:
+	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
+	@echo "make bench      print the emulator's speed figures"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy-check  compile the firmware with mpy-cross for armv6m and xtensawin"
 
@@ -16,6 +20,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pump-emu run $(DEMO) --out out/demo
+	@echo "plots: out/demo/delivery.png reservoir_battery.png alarms.png patient.png trumpet.png"
+	@echo "other scenarios: $(BIN)/pump-emu list; then make demo DEMO=<name>"
+
+bench: $(STAMP)
+	$(BIN)/python bench/emu_bench.py
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
@@ -27,4 +39,4 @@ mpy-check: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/test_micropython.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build out *.egg-info .pytest_cache .hypothesis

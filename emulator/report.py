@@ -66,6 +66,7 @@ def build(w):
         "final_state": p.state(),
         "alarms": sorted(alarms.values(), key=lambda a: a["first_raised_ms"]),
         "patient": patient,
+        "world": [(t, code) for t, src, kind, code, _ in w.events if src == "world"],
         "invariants": checks,
         "expectations": expectations,
     }
@@ -124,14 +125,18 @@ def summary(report, out_dir=None, wall_s=None):
     lines.append("  delivered %s in %d strokes (scheduled %s, refused %s, forfeited %s)" % (
         _ml(tot["delivered_nl"]), tot["delivered_strokes"], _ml(tot["scheduled_nl"]),
         _ml(tot["refused_nl"]), _ml(tot["forfeited_nl"])))
+    if r.get("world"):
+        lines.append("  injected: " + "; ".join("%s %s" % (fmt_time(t), what) for t, what in r["world"][:8])
+                     + (" ..." if len(r["world"]) > 8 else ""))
     res = r["reservoir"]
     lines.append("  reservoir: pump believes %s, really %s; battery %.1f %%; resets %d" % (
         _ml(res["pump_believes_nl"]), _ml(res["really_nl"]), r["battery_permille"] / 10, tot["resets"]))
     if r["alarms"]:
         lines.append("  alarms:")
         for a in r["alarms"]:
-            lines.append("    %-20s first at %s%s, raised %d time(s)" % (
-                a["alarm"], fmt_time(a["first_raised_ms"]), " (critical)" if a["critical"] else "", a["raised"]))
+            lines.append("    %-20s first at %s%s, raised %d time(s)%s" % (
+                a["alarm"], fmt_time(a["first_raised_ms"]), " (critical)" if a["critical"] else "", a["raised"],
+                ", first cleared at " + fmt_time(a["cleared_ms"][0]) if a["cleared_ms"] else ", still active"))
     else:
         lines.append("  alarms: none")
     pt = r["patient"]
