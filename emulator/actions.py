@@ -48,11 +48,6 @@ def refill(w, a):
     w.command("refill", w.pump.refill, vol, told_conc, reported)
 
 
-def _repeat(w, a, name, fn, *args):
-    for _ in range(a.get("count", 1)):
-        w.command(name, fn, *args)
-
-
 ACTIONS = {
     # clinic and patient, through the pump's command interface
     "program": program,

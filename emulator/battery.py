@@ -1,8 +1,8 @@
 # The pump's battery: a charge that drains with time and with work, read by
 # the firmware through a gauge port in permille.
 #
-# Defaults are chosen so a pump at the sim profile's usual 1 mL/day lasts about
-# six years, in the range real implanted pumps quote (battery life ends the
+# Defaults are chosen so a pump at the sim profile's usual 1 mL/day reaches ERI
+# after about four and a half years and is empty after about five, in the range real implanted pumps quote (battery life ends the
 # pump's life). Ageing drains a share of capacity per year; a sudden drop models a cell
 # fault.
 PARAMS = {

@@ -140,9 +140,19 @@ def _result(ident, name, ok, detail, **more):
 def run_checks(w):
     """-> list of check results (dicts) for report.json."""
     stroke = w.profile["stroke_nl"]
-    trace = w.motor.trace
-    end = w.sc.duration_ms
-    progs = w.programs
+    # Every check runs on the pump's own clock: a crystal that runs fast by
+    # drift_ppm makes the pump deliver that much more per true day, which no
+    # firmware can see. The drift itself is reported beside the checks.
+    ppm = w.clock.drift_ppm
+
+    def pt(t):
+        return t + t * ppm // 1000000
+    trace = [(pt(t), nl, kind, conc) for t, nl, kind, conc in w.motor.trace]
+    end = pt(w.sc.duration_ms)
+    progs = [(pt(t), prog, rb) for t, prog, rb in w.programs]
+    walls = [(pt(t), wall) for t, wall in w.walls]
+    raw_events = [(pt(e[0]),) + tuple(e[1:]) for e in w.raw_events]
+    events = [(pt(e[0]),) + tuple(e[1:]) for e in w.events]
     out = []
 
     # the program (and concentration the pump believes) in force at each stroke
@@ -194,7 +204,7 @@ def run_checks(w):
                        fullest_24h_permille=worst["24 h"][0], fullest_1h_permille=worst["1 h"][0]))
 
     # ---- I3: no stroke while the pump is stopped
-    stops = stop_intervals(w.raw_events, end)
+    stops = stop_intervals(raw_events, end)
     bad = []
     si = 0
     for t, nl, kind, conc in trace:
@@ -209,14 +219,14 @@ def run_checks(w):
                        stop_intervals=len(stops)))
 
     # ---- I1 and I6: delivery against the schedule over every interval
-    sched = Scheduled(progs, w.walls, w.raw_events)
+    sched = Scheduled(progs, walls, raw_events)
     fastest = 0
     for _, prog, _ in progs:
         fastest = max([fastest] + [r for _, r in rate_table(prog)])
     for t0, d, v in sched.boluses:
         fastest += v * DAY // max(d, 1)
     eps = stroke + fastest * 2 // 86400 + 8
-    quiet = _quiet_stretches(w, stops, end)
+    quiet = _quiet_stretches(events, raw_events, progs, stops, end)
     min_x = 0.0
     worst1 = 0.0
     i1_bad = None
@@ -243,7 +253,7 @@ def run_checks(w):
         if q1 - q0 < 2 * HOUR:
             continue
         live_ms += q1 - q0
-        fresh = Scheduled(progs, w.walls, w.raw_events)
+        fresh = Scheduled(progs, walls, raw_events)
         k = bisect.bisect_left(times, q0)
         dq = k * stroke
         seg_max = dq - fresh.at(q0)
@@ -274,10 +284,15 @@ def run_checks(w):
                        "%d strokes found the reservoir empty%s" % (
                            dry, " (the pump was told of drug that went into the pocket)" if dry and explained else ""),
                        dry_strokes=dry, explained_by_pocket_fill=bool(dry and explained)))
+    if ppm:
+        out.append(_result("clock", "pump clock drift (not a firmware check)", True,
+                           "the pump's crystal runs %+d ppm: on true time it delivered about %+d nL more "
+                           "than on its own clock; the checks above run on its own clock"
+                           % (ppm, sum(r[1] for r in trace) * ppm // 1000000), drift_ppm=ppm))
     return out, sched
 
 
-def _quiet_stretches(w, stops, end):
+def _quiet_stretches(events, raw_events, progs, stops, end):
     """-> [(t0, t1)] stretches with no disturbance. A disturbance is a world
     fault or repair, a reset, a refusal, an alarm raised or cleared, a
     suspend, a clock change, a refill or a new program: it disturbs from its
@@ -286,16 +301,16 @@ def _quiet_stretches(w, stops, end):
     (its strokes may be held back by the caps). Before the first program
     nothing is owed."""
     marks = []
-    for t, src, kind, code, detail in w.events:
+    for t, src, kind, code, detail in events:
         if src == "world" or kind in ("alarm", "alarm_clear", "reset", "refusal", "fault", "suspend",
                                       "resume", "clock", "refill", "storage", "ack", "bridge", "program"):
             marks.append((t, t + 120000))
     for t0, t1, _ in stops:
         marks.append((t0, t1 + 120000))
-    for t, kind, code, a, b in w.raw_events:
+    for t, kind, code, a, b in raw_events:
         if kind in (E.BOLUS, E.PRIME):
             marks.append((t, t + b * 1000 + DAY))
-    marks.append((0, (w.programs[0][0] if w.programs else end) + 120000))
+    marks.append((0, (progs[0][0] if progs else end) + 120000))
     marks.sort()
     merged = []
     for a, b in marks:

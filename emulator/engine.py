@@ -63,7 +63,7 @@ class World:
         if dead is None:
             dead = self.profile.get("catheter_nl", 0)
         primed = sc.start.get("primed", True)
-        conc0 = sc.start.get("concentration_ug_ml", 0)
+        conc0 = sc.start.get("actual_concentration_ug_ml", sc.start.get("concentration_ug_ml", 0))
         self.catheter = CatheterModel(self.clock, dead, conc0 if primed else 0, sink=self._at_tip, **cath)
         self.reservoir = ReservoirModel(self.profile["reservoir_nl"])
         self.motor = MotorModel(self.clock, self.reservoir, self.catheter, self.battery,

@@ -70,6 +70,9 @@ ACTION_KEYS = {
 }
 PHYSICS = {"clock": clock.PARAMS, "motor": motor.PARAMS, "battery": battery.PARAMS,
            "catheter": dict(catheter.PARAMS, dead_volume_nl=None)}
+# ranges that are not simply 0 .. 10**12
+PHYSICS_RANGES = {"drift_ppm": (-1000, 1000), "bias_permille": (-500, 500), "jitter_permille": (0, 500),
+                  "start_permille": (0, 1000), "ticks_start": (0, (1 << 30) - 1), "severity_pct": (0, 100)}
 TOP_KEYS = {"name", "title", "description", "duration", "seed", "board", "start_time", "tags",
             "start", "physics", "patient", "events", "expect"}
 START_KEYS = {"fill_ml": (NUM, False, 0.001, 40), "concentration_ug_ml": (int, False, 1, 100000),
@@ -145,6 +148,8 @@ def from_dict(raw, path="<scenario>"):
     sc.title = raw["title"]
     sc.description = raw.get("description", "").strip()
     sc.tags = raw.get("tags", [])
+    if not isinstance(sc.tags, list) or not all(isinstance(t, str) for t in sc.tags):
+        raise ScenarioError(path, "tags", "must be a list of strings")
     if "duration" not in raw:
         raise ScenarioError(path, "duration", "is required, e.g. duration = \"30d\"")
     sc.duration_ms = _time(path, "duration", raw["duration"])
@@ -166,7 +171,7 @@ def from_dict(raw, path="<scenario>"):
     sc.start_time = dt
     sc.start_wall_s = int((dt - EPOCH).total_seconds())
     if not 0 <= sc.start_wall_s or sc.start_wall_s + sc.duration_ms // 1000 >= 0x3FFFFFFF:
-        raise ScenarioError(path, "start_time", "the run must stay between 2000-01-01 and 2034-01-10, "
+        raise ScenarioError(path, "start_time", "the run must stay between 2000-01-01 and 2034-01-09 13:37, "
                             "the range of the pump's wall clock")
 
     start = raw.get("start", {})
@@ -185,9 +190,7 @@ def from_dict(raw, path="<scenario>"):
         given = phys.get(part, {})
         if not isinstance(given, dict):
             raise ScenarioError(path, "physics." + part, "must be a table")
-        # signed: a clock's drift and a motor's bias; every other parameter is >= 0
-        spec = {k: (int, False, -10**6 if k in ("drift_ppm", "bias_permille") else 0, 10**12)
-                for k in defaults}
+        spec = {k: (int, False) + PHYSICS_RANGES.get(k, (0, 10**12)) for k in defaults}
         _check(path, "physics.%s." % part, given, spec)
         sc.physics[part] = {k: v for k, v in dict(defaults, **given).items() if v is not None}
     for part in phys:
