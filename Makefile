@@ -11,7 +11,7 @@ DEMO   ?= catheter-kink
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed figures"
+	@echo "make bench      print the emulator's speed and the programmer link's round trip"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy-check  compile the firmware with mpy-cross for armv6m and xtensawin"
 
@@ -28,6 +28,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
+	$(BIN)/python bench/link_bench.py
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q

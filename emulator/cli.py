@@ -59,6 +59,30 @@ def cmd_run(args):
     return 0
 
 
+def cmd_serve(args):
+    from emulator.engine import World
+    from emulator.serve import PtyPort, TcpPort, serve
+    from host_tools import keys as K
+    sc = load(find(args.scenario))
+    w = World(sc, seed=args.seed)
+    path = args.keys or os.environ.get("PUMP_KEYS") or K.DEFAULT_FILE
+    if not os.path.exists(path):
+        K.generate(path)
+        print("pump-emu: new role keys written to %s (give pumpctl the same file)" % path)
+    keys = K.load_file(path)
+    port = TcpPort(args.tcp) if args.tcp is not None else PtyPort()
+    speed = 1.0 if args.realtime else args.speed
+    try:
+        serve(w, port, keys, speed)
+    finally:
+        port.close()
+    if args.out:
+        rep = R.build(w)
+        R.write(w, rep, args.out)
+        print(R.summary(rep, args.out))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="pump-emu", description=__doc__.split("\n")[0],
                                  epilog="Educational, non-medical model. See docs/emulator.md and docs/scenarios.md.")
@@ -70,11 +94,29 @@ def main(argv=None):
     run.add_argument("--seed", type=int, default=None, help="random seed for the physics (default: the scenario's)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no summary, no progress bar")
+    srv = sub.add_parser("serve", help="run a scenario as a serial device for pumpctl (pty or TCP)")
+    srv.add_argument("scenario", help="a library name (pump-emu list) or a path to a .toml file")
+    where = srv.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="serve on a pseudo-terminal (default); its path is printed")
+    where.add_argument("--tcp", type=int, metavar="PORT", help="serve on 127.0.0.1:PORT (0: any free port)")
+    pace = srv.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (default 1)")
+    pace.add_argument("--realtime", action="store_true", help="the same as --speed 1")
+    srv.add_argument("--keys", help="role key file (default $PUMP_KEYS or ./pump-keys.json, created if missing)")
+    srv.add_argument("--seed", type=int, default=None)
+    srv.add_argument("--out", help="on exit, write trace.csv, events.csv and report.json here")
     args = ap.parse_args(argv)
+    if args.cmd == "serve" and args.speed <= 0:
+        ap.error("--speed must be more than 0")
     try:
+        if args.cmd == "serve":
+            return cmd_serve(args)
         return cmd_list(args) if args.cmd == "list" else cmd_run(args)
     except ScenarioError as e:
         print("pump-emu: bad scenario: %s" % e, file=sys.stderr)
+        return 2
+    except ValueError as e:      # a bad key file
+        print("pump-emu: %s" % e, file=sys.stderr)
         return 2
     except OSError as e:
         print("pump-emu: %s" % e, file=sys.stderr)

@@ -146,38 +146,57 @@ class World:
 
     # --- running ------------------------------------------------------------
     def run(self, progress=None):
-        from emulator.actions import apply_start, apply
-        end = self.sc.duration_ms
+        """Run the whole scenario, start to end."""
+        self.begin()
+        self.advance_to(self.sc.duration_ms, progress)
+        self.finish()
+        if progress is not None:
+            progress(self.sc.duration_ms)
+
+    def begin(self):
+        from emulator.actions import apply_start
+        self._ei = 0
+        self._next_sample = 0
+        self._n_samples = 0
+        apply_start(self)
+
+    def next_time(self):
+        """The virtual time of the next thing that will happen."""
+        events = self.sc.events
+        t_ev = events[self._ei].t_ms if self._ei < len(events) else None
+        t = min(self.next_wake, self._next_sample)
+        return t if t_ev is None or t < t_ev else t_ev
+
+    def advance_to(self, end, progress=None):
+        """Run everything due up to and including `end`; the clock ends at `end`."""
+        from emulator.actions import apply
         sample_ms = self.sc.patient_sample_ms
         events = self.sc.events
-        ei = 0
-        next_sample = 0
-        n_samples = 0
-        apply_start(self)
-        last_report = 0
+        last_report = self.clock.now
         while True:
-            t_ev = events[ei].t_ms if ei < len(events) else end + 1
-            t = min(self.next_wake, t_ev, next_sample)
+            t_ev = events[self._ei].t_ms if self._ei < len(events) else end + 1
+            t = min(self.next_wake, t_ev, self._next_sample)
             if t > end:
                 break
             if t > self.clock.now:
                 self.clock.now = t
-            if t == next_sample:
-                self._sample(n_samples % SERIES_EVERY == 0)
-                n_samples += 1
-                next_sample += sample_ms
+            if t == self._next_sample:
+                self._sample(self._n_samples % SERIES_EVERY == 0)
+                self._n_samples += 1
+                self._next_sample += sample_ms
             elif t == t_ev:
-                apply(self, events[ei])
-                ei += 1
+                apply(self, events[self._ei])
+                self._ei += 1
             else:
                 self.cycle()
             if progress is not None and t - last_report >= 3600000:
                 progress(t)
                 last_report = t
-        self.clock.now = end
+        if end > self.clock.now:
+            self.clock.now = end
+
+    def finish(self):
         self._sample(True)
-        if progress is not None:
-            progress(end)
 
     def _sample(self, series):
         t = self.clock.now

@@ -9,7 +9,7 @@ from pump.schedule import KINDS
 
 RESET_CAUSES = ("power_on", "watchdog", "soft")
 GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_volume"}
-STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program"}
+STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link"}
 
 
 def _name(seq, i):
@@ -48,6 +48,9 @@ def describe(kind, code, a, b):
         return k, "step_up", "daily %d -> %d ug" % (a, b)
     if kind == E.STORAGE:
         return k, STORAGE_WHAT.get(code, str(code)), "value %d" % a
+    if kind == E.LINK:
+        from pump.link import ERROR_NAMES
+        return k, _name(ERROR_NAMES, code), "programmer request refused"
     if kind == E.SILENCE:
         return k, "silence", "%d alarms" % a
     return k, str(code), "%d %d" % (a, b)

@@ -23,10 +23,11 @@ OVERRIDE = const(15)
 PRIME = const(16)
 BRIDGE = const(17)
 STORAGE = const(18)
+LINK = const(19)       # a programmer-link request refused for its authority (code: link error)
 
 KIND_NAMES = ("", "alarm", "alarm_clear", "refill", "program", "reset", "fault", "refusal",
               "bolus", "suspend", "resume", "clock", "silence", "ack", "alarm_test",
-              "override", "prime", "bridge", "storage")
+              "override", "prime", "bridge", "storage", "link")
 
 _FMT = "<IIiBBii"   # day, ms, wall_s, kind, code, a, b
 

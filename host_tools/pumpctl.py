@@ -1,0 +1,267 @@
+"""pumpctl: program and interrogate a pump (a board or pump-emu serve) over its
+programmer link.
+
+  pumpctl --port PORT status | interrogate
+  pumpctl --port PORT program FILE [--yes]        FILE: a program table (TOML)
+  pumpctl --port PORT refill --volume-ml V --concentration C --residual-ml R
+  pumpctl --port PORT bolus --dose-ug D --duration-min M     (clinician)
+  pumpctl --port PORT bolus --patient                        (patient key)
+  pumpctl --port PORT prime --duration-min M [--volume-ul V]
+  pumpctl --port PORT suspend | resume
+  pumpctl --port PORT alarms [list | ack NAME | silence | test]
+  pumpctl --port PORT clock set (--now | --to YYYY-MM-DDTHH:MM[:SS])
+  pumpctl --port PORT log export --out FILE.csv|FILE.json
+  pumpctl keys new FILE                           write a new role key file
+
+PORT: a device (/dev/ttyACM0), a pty path, or a pyserial URL (socket://127.0.0.1:4000).
+Keys (clinician and patient): --keys FILE, else $PUMP_KEYS (a file), else
+$PUMP_CLINICIAN_KEY / $PUMP_PATIENT_KEY (hex), else ./pump-keys.json.
+Status and interrogate need no key.
+
+Exit status: 0 done; 1 the pump refused or rejected the request (its reason
+is printed); 2 bad usage or a bad file; 3 the port could not be opened or the
+pump did not answer; 4 no key for the role the request needs.
+"""
+import argparse
+import csv
+import datetime
+import json
+import sys
+import tomllib
+
+from pump import alarms as A
+from pump.eventlog import kind_name
+from host_tools import keys as K
+from host_tools.pumplink import LinkDown, PumpClient, PumpError
+
+EPOCH = datetime.datetime(2000, 1, 1)
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_KEY = 0, 1, 2, 3, 4
+ALARM_CODES = {A.name(c): c for c in range(1, A.N_ALARMS)}
+
+
+class Usage(Exception):
+    pass
+
+
+def _wall(s):
+    return (EPOCH + datetime.timedelta(seconds=s)).isoformat(sep=" ")
+
+
+def _ml(nl):
+    return "%.3f mL" % (nl / 1e6) if nl is not None else "-"
+
+
+def show_status(st, out):
+    out("state:      %s" % st["state"])
+    out("alarms:     %s" % (", ".join(st["alarms"]) or "none"))
+    out("reservoir:  %s" % _ml(st["reservoir_nl"]))
+    out("battery:    %.1f %%" % (st.get("battery_permille", 0) / 10))
+    out("pump clock: %s" % _wall(st["wall_s"]))
+
+
+def show_interrogate(st, out):
+    show_status(st, out)
+    p = st.get("program")
+    if p:
+        out("program:    %s, %s ug/day at %s ug/mL (%s nL/day); caps %s nL/24 h, %s nL/h"
+            % (p["mode"], p["daily_dose_ug"], p["concentration_ug_ml"], p["daily_nl"],
+               p["max_daily_nl"], p["max_hourly_nl"]))
+        for s in p.get("steps") or []:
+            out("            step %02d:%02d  %s ug/day (%s nL/day)" % (s["start_min"] // 60, s["start_min"] % 60,
+                                                                   s["daily_rate_ug"], s["nl_per_day"]))
+    else:
+        out("program:    none")
+    out("drug:       %s ug/mL, filled %s, %s days left" % (st["concentration_ug_ml"], _ml(st["fill_nl"]),
+                                                           st.get("days_left")))
+    out("stops:      %s" % (", ".join(st["stops"]) or "none"))
+
+
+def show_readback(rb, out):
+    out("The pump read back:")
+    for k in sorted(rb):
+        if k != "steps":
+            out("  %-28s %s" % (k, rb[k]))
+    for s in rb.get("steps") or []:
+        out("  step %02d:%02d  %s ug/day = %s nL/day" % (s["start_min"] // 60, s["start_min"] % 60,
+                                                       s["daily_rate_ug"], s["nl_per_day"]))
+
+
+def run(args, out=print, ask=input):
+    if args.cmd == "keys":
+        K.generate(args.file)
+        out("wrote new patient and clinician keys to %s (mode 0600); provision the pump with the same file"
+            % args.file)
+        return EXIT_OK
+    keys = K.find(args.keys)
+    with PumpClient(args.port, keys, timeout=args.timeout) as pc:
+        res = None
+        if args.cmd == "status":
+            res = pc.status()
+            if not args.json:
+                show_status(res, out)
+        elif args.cmd == "interrogate":
+            res = pc.interrogate()
+            if not args.json:
+                show_interrogate(res, out)
+        elif args.cmd == "program":
+            try:
+                with open(args.file, "rb") as f:
+                    prog = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise Usage("%s: %s" % (args.file, e))
+            prog = prog.get("program", prog)
+            rb = pc.program(prog)
+            if not args.json:
+                show_readback(rb["readback"], out)
+            if not args.yes:
+                if not sys.stdin.isatty() and ask is input:
+                    raise Usage("not confirmed: run on a terminal to confirm, or add --yes")
+                if ask("Put this program in force? [y/N] ").strip().lower() not in ("y", "yes"):
+                    out("not confirmed; the pump keeps its program")
+                    return EXIT_REFUSED
+            res = pc.confirm(rb["token"])
+            if not args.json:
+                out("confirmed: the program is in force (state %s)" % res["state"])
+        elif args.cmd == "refill":
+            res = pc.refill(int(round(args.volume_ml * 1e6)), args.concentration, int(round(args.residual_ml * 1e6)))
+            if not args.json:
+                out("refilled; residual vs expected: %s; state %s" % (res["reconcile"], res["state"]))
+        elif args.cmd == "bolus":
+            if args.patient:
+                res = pc.patient_bolus()
+            else:
+                if args.dose_ug is None or args.duration_min is None:
+                    raise Usage("bolus needs --dose-ug and --duration-min, or --patient")
+                res = pc.bolus(args.dose_ug, args.duration_min)
+            if not args.json:
+                out("bolus granted: %d nL" % res["volume_nl"])
+        elif args.cmd == "prime":
+            res = pc.prime(args.duration_min, args.volume_ul * 1000 if args.volume_ul else None)
+            if not args.json:
+                out("priming %d nL" % res["volume_nl"])
+        elif args.cmd in ("suspend", "resume"):
+            res = getattr(pc, args.cmd)()
+            if not args.json:
+                out("state: %s" % res["state"])
+        elif args.cmd == "alarms":
+            if args.action == "list":
+                res = pc.status()
+                if not args.json:
+                    out("active alarms: %s" % (", ".join(res["alarms"]) or "none"))
+            elif args.action == "ack":
+                if args.name not in ALARM_CODES:
+                    raise Usage("unknown alarm %r (known: %s)" % (args.name, ", ".join(sorted(ALARM_CODES))))
+                res = pc.acknowledge(ALARM_CODES[args.name])
+                if not args.json:
+                    out("acknowledged" if res["cleared"] else "%s is not an active latched alarm" % args.name)
+            elif args.action == "silence":
+                res = pc.silence()
+                if not args.json:
+                    out("silenced %d alarm(s)" % res["silenced"])
+            else:
+                res = pc.alarm_test()
+                if not args.json:
+                    out("alarm test sounded")
+        elif args.cmd == "clock":
+            if args.now:
+                t = datetime.datetime.now().replace(microsecond=0)
+            else:
+                try:
+                    t = datetime.datetime.fromisoformat(args.to)
+                except (TypeError, ValueError):
+                    raise Usage("--to needs a local time like 2026-03-29T03:00")
+            res = pc.set_clock(int((t - EPOCH).total_seconds()))
+            if not args.json:
+                out("pump clock set to %s" % _wall(res["wall_s"]))
+        elif args.cmd == "log":
+            fields, recs = pc.log()
+            rows = [dict(zip(fields, r)) for r in recs]
+            for r in rows:
+                r["kind_name"] = kind_name(r["kind"])
+                r["time"] = _wall(r["wall_s"])
+            if args.out.endswith(".json"):
+                with open(args.out, "w") as f:
+                    json.dump(rows, f, indent=1)
+            else:
+                with open(args.out, "w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=fields + ["kind_name", "time"])
+                    w.writeheader()
+                    w.writerows(rows)
+            res = {"records": len(rows), "file": args.out}
+            if not args.json:
+                out("exported %d log records to %s" % (len(rows), args.out))
+        if args.json:
+            out(json.dumps(res, indent=1, sort_keys=True))
+    return EXIT_OK
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="pumpctl", description=__doc__.split("\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", help="device, pty path or pyserial URL")
+    ap.add_argument("--keys", help="role key file (see above)")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("status")
+    sub.add_parser("interrogate")
+    p = sub.add_parser("program")
+    p.add_argument("file")
+    p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
+    p = sub.add_parser("refill")
+    p.add_argument("--volume-ml", type=float, required=True)
+    p.add_argument("--concentration", type=int, required=True, help="ug/mL")
+    p.add_argument("--residual-ml", type=float, required=True, help="volume withdrawn before filling")
+    p = sub.add_parser("bolus")
+    p.add_argument("--dose-ug", type=int)
+    p.add_argument("--duration-min", type=int)
+    p.add_argument("--patient", action="store_true", help="the patient's programmed bolus (patient key)")
+    p = sub.add_parser("prime")
+    p.add_argument("--duration-min", type=int, required=True)
+    p.add_argument("--volume-ul", type=int)
+    sub.add_parser("suspend")
+    sub.add_parser("resume")
+    p = sub.add_parser("alarms")
+    p.add_argument("action", nargs="?", default="list", choices=("list", "ack", "silence", "test"))
+    p.add_argument("name", nargs="?", help="alarm to acknowledge")
+    p = sub.add_parser("clock")
+    p.add_argument("action", choices=("set",))
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--now", action="store_true")
+    g.add_argument("--to")
+    p = sub.add_parser("log")
+    p.add_argument("action", choices=("export",))
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("keys")
+    p.add_argument("action", choices=("new",))
+    p.add_argument("file")
+    return ap
+
+
+def main(argv=None):
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.cmd != "keys" and not args.port:
+        ap.error("--port is required (a device, a pty path or socket://host:port)")
+
+    def err(msg):
+        print("pumpctl: " + msg, file=sys.stderr)
+    try:
+        return run(args)
+    except PumpError as e:
+        extra = (" (field %s)" % e.answer["field"]) if e.answer.get("field") else ""
+        err("the pump said no: %s [%s]%s" % (e, e.name, extra))
+        return EXIT_REFUSED
+    except LinkDown as e:
+        err("%s; check the port, that the pump (or pump-emu serve) is running, and --timeout" % e)
+        return EXIT_LINK
+    except KeyError as e:
+        err(str(e.args[0]) if e.args else "no key")
+        return EXIT_KEY
+    except (Usage, K.KeyError_) as e:
+        err(str(e))
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Client for the pump's programmer link, over anything pyserial opens: a device
+(/dev/ttyACM0), a pseudo-terminal path, or a URL such as socket://localhost:4000.
+The frame format and the MAC are the firmware's own modules (pump.frames,
+pump.hmac256): one implementation on both ends."""
+import json
+import os
+import time
+
+import serial
+
+from pump import frames as F
+from pump import link as L
+from pump.hmac256 import HMAC256
+
+
+class LinkDown(Exception):
+    """The port could not be opened, or the pump did not answer in time."""
+
+
+class PumpError(Exception):
+    """The pump answered with an error frame."""
+
+    def __init__(self, answer):
+        Exception.__init__(self, answer.get("message", ""))
+        self.answer = answer
+        self.code = answer.get("error", 0)
+        self.name = answer.get("name", "")
+
+
+class PumpClient:
+    def __init__(self, port, keys=None, timeout=3.0, baudrate=115200):
+        try:
+            self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise LinkDown("cannot open %s: %s" % (port, e))
+        self.port = port
+        self.timeout = timeout
+        self.macs = {role: HMAC256(k) for role, k in (keys or {}).items()}
+        self.reader = F.Reader(max_body=F.MAX_ANSWER)
+        self.seq = int.from_bytes(os.urandom(2), "little")
+        self.counters = None
+        self.sent = 0
+
+    def close(self):
+        self.ser.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _now_ms(self):
+        return int(time.monotonic() * 1000)
+
+    def send_raw(self, data):
+        """Write bytes as they are (tests and fuzzing)."""
+        self.ser.write(data)
+        self.ser.flush()
+
+    def read_answer(self, seq=None, timeout=None):
+        """-> (type, seq, answer dict) of the next answer frame (with this seq)."""
+        end = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            r = self.reader.next(self._now_ms())
+            if r is not None:
+                status, body = r
+                if status != F.GOOD:
+                    continue
+                parts = F.split_body(body)
+                if parts is None:
+                    continue
+                _, ftype, aseq, _, _, payload, _, _ = parts
+                if seq is not None and aseq != seq and ftype != L.ERROR:
+                    continue
+                if seq is not None and ftype == L.ERROR and aseq not in (seq, 0):
+                    continue
+                try:
+                    return ftype, aseq, json.loads(payload)
+                except ValueError:
+                    continue
+            if time.monotonic() > end:
+                raise LinkDown("no answer from %s within %.1f s" % (self.port, self.timeout))
+            # one byte (waiting up to the port's short timeout), then all that is there
+            data = self.ser.read(1)
+            if data and self.ser.in_waiting:
+                data += self.ser.read(self.ser.in_waiting)
+            if data:
+                self.reader.feed(data, self._now_ms())
+
+    def frame(self, ftype, args=None, role=F.ROLE_NONE, counter=None):
+        """-> (seq, frame bytes) for a request, signed with role's key."""
+        self.seq = (self.seq + 1) & 0xFFFF
+        payload = json.dumps(args or {}, separators=(",", ":")).encode()
+        mac = None
+        if role != F.ROLE_NONE:
+            mac = self.macs.get(role)
+            if mac is None:
+                raise KeyError("no %s key: give --keys FILE or set PUMP_KEYS" % F.ROLE_NAMES[role])
+            if counter is None:
+                counter = self.next_counter(role)
+        return self.seq, F.encode(ftype, self.seq, payload, role, counter or 0, mac)
+
+    def next_counter(self, role):
+        if self.counters is None:
+            st = self.call(L.STATUS)
+            self.counters = {F.ROLE_PATIENT: st["counters"][0], F.ROLE_CLINICIAN: st["counters"][1]}
+        self.counters[role] += 1
+        return self.counters[role]
+
+    def call(self, ftype, args=None, role=F.ROLE_NONE):
+        """Send one request; -> the answer dict, or PumpError / LinkDown."""
+        seq, data = self.frame(ftype, args, role)
+        self.send_raw(data)
+        self.sent += 1
+        atype, _, answer = self.read_answer(seq)
+        if atype == L.ERROR or not answer.get("ok"):
+            if answer.get("error") == L.E_REPLAY:
+                self.counters = None    # another programmer moved on: ask again next time
+            raise PumpError(answer)
+        return answer
+
+    # --- requests ---------------------------------------------------------
+    def status(self):
+        return self.call(L.STATUS)
+
+    def interrogate(self):
+        return self.call(L.INTERROGATE)
+
+    def program(self, prog):
+        """Step one: -> the pump's read-back and the token to confirm it with."""
+        return self.call(L.PROGRAM, {"program": prog}, F.ROLE_CLINICIAN)
+
+    def confirm(self, token):
+        return self.call(L.CONFIRM, {"token": token}, F.ROLE_CLINICIAN)
+
+    def refill(self, volume_nl, concentration_ug_ml, residual_nl):
+        return self.call(L.REFILL, {"volume_nl": volume_nl, "concentration_ug_ml": concentration_ug_ml,
+                                    "residual_nl": residual_nl}, F.ROLE_CLINICIAN)
+
+    def bolus(self, dose_ug, duration_min):
+        return self.call(L.BOLUS, {"dose_ug": dose_ug, "duration_min": duration_min}, F.ROLE_CLINICIAN)
+
+    def prime(self, duration_min, volume_nl=None):
+        args = {"duration_min": duration_min}
+        if volume_nl is not None:
+            args["volume_nl"] = volume_nl
+        return self.call(L.PRIME, args, F.ROLE_CLINICIAN)
+
+    def patient_bolus(self):
+        return self.call(L.PATIENT_BOLUS, {}, F.ROLE_PATIENT)
+
+    def suspend(self):
+        return self.call(L.SUSPEND, {}, F.ROLE_CLINICIAN)
+
+    def resume(self):
+        return self.call(L.RESUME, {}, F.ROLE_CLINICIAN)
+
+    def set_clock(self, wall_s):
+        return self.call(L.CLOCK_SET, {"wall_s": wall_s}, F.ROLE_CLINICIAN)
+
+    def acknowledge(self, alarm_code):
+        return self.call(L.ACK, {"alarm": alarm_code}, F.ROLE_CLINICIAN)
+
+    def silence(self):
+        role = F.ROLE_PATIENT if F.ROLE_PATIENT in self.macs else F.ROLE_CLINICIAN
+        return self.call(L.SILENCE, {}, role)
+
+    def alarm_test(self):
+        return self.call(L.ALARM_TEST, {}, F.ROLE_CLINICIAN)
+
+    def log(self):
+        """Every record the pump still holds, oldest first."""
+        out, after = [], 0
+        while True:
+            page = self.call(L.LOG, {"after_seq": after}, F.ROLE_CLINICIAN)
+            recs = page["records"]
+            if not recs:
+                return page["fields"], out
+            out.extend(recs)
+            after = recs[-1][0]
