@@ -142,9 +142,11 @@ class CatheterModel:
         self.path = BLOCKED
 
     def release(self):
+        """A kink or block clears (a disconnection needs a revision)."""
         self._settle()
-        self.path = OPEN
-        self.severity = 0
+        if self.path in (KINKED, BLOCKED):
+            self.path = OPEN
+            self.severity = 0
 
     def disconnect(self):
         self._settle()
@@ -155,7 +157,8 @@ class CatheterModel:
         self.leak_pct = pct
 
     def repair(self):
-        """A catheter revision: reconnected, no leak, tip back in place."""
+        """A catheter revision: reconnected, no leak, tip back in place. The
+        catheter keeps its contents (the same catheter, repositioned)."""
         self._settle()
         self.path = OPEN
         self.severity = 0
