@@ -3,6 +3,8 @@
 # read the firmware's counters. The caps bound what the pump *commands*, so
 # strokes count at their nominal volume; the motor's accuracy error is reported
 # beside them, not mixed in.
+import bisect
+
 from pump import alarms as A
 from pump import eventlog as E
 from pump.schedule import BRIDGE
@@ -209,7 +211,8 @@ def run_checks(w):
     si = 0
     for t, nl, kind, conc in trace:
         for t0, t1, why in stops:
-            if t0 <= t < t1:
+            # a stroke in the same millisecond a stop begins was decided before it
+            if t0 < t < t1:
                 bad.append((t, why))
                 break
     stopped_ms = sum(min(t1, end) - t0 for t0, t1, _ in stops)
@@ -226,7 +229,13 @@ def run_checks(w):
     for t0, d, v in sched.boluses:
         fastest += v * DAY // max(d, 1)
     eps = stroke + fastest * 2 // 86400 + 8
-    quiet = _quiet_stretches(events, raw_events, progs, stops, end)
+    # A wall-clock jump the pump was not told of (a glitch) reaches its flex
+    # schedule at its next wake-up, up to max_sleep_ms later: the schedule here
+    # switches at once, so allow that long at the fastest rate.
+    max_sleep = w.profile.get("max_sleep_ms", 600000)
+    if any(src == "world" and code == "clock_jump" for _, src, _, code, _ in events):
+        eps += fastest * max_sleep // DAY
+    quiet = _quiet_stretches(events, raw_events, progs, stops, end, trace, w.profile)
     min_x = 0.0
     worst1 = 0.0
     i1_bad = None
@@ -248,7 +257,6 @@ def run_checks(w):
     checks6 = 0
     i6_bad = None
     live_ms = 0
-    import bisect
     for q0, q1 in quiet:
         if q1 - q0 < 2 * HOUR:
             continue
@@ -292,21 +300,34 @@ def run_checks(w):
     return out, sched
 
 
-def _quiet_stretches(events, raw_events, progs, stops, end):
+def _quiet_stretches(events, raw_events, progs, stops, end, trace, profile):
     """-> [(t0, t1)] stretches with no disturbance. A disturbance is a world
     fault or repair, a reset, a refusal, an alarm raised or cleared, a
     suspend, a clock change, a refill or a new program: it disturbs from its
     time until 2 min after (the pump's re-check and stroke-feedback times); a
     stop disturbs until it ends; a granted bolus until 24 h after it ends
-    (its strokes may be held back by the caps). Before the first program
-    nothing is owed."""
+    (its strokes may be held back by the caps). A clock glitch disturbs until
+    the pump's next wake-up can have seen it (max_sleep_ms); a reset until the
+    first stroke after it (the pump restores its stops from storage, and a
+    command cut short by the reset may not have taken effect); a stop from the
+    stalls and retries that lead to it (a jam that comes after N strokes
+    starts stalling before its alarm). Before the first program nothing is owed."""
+    max_sleep = profile.get("max_sleep_ms", 600000)
+    lead = (profile.get("stall_retries", 2) + 1) * (profile.get("stall_retry_ms", 1000)
+                                                   + profile.get("stroke_ms", 200)) + 5000
+    times = [r[0] for r in trace]
     marks = []
     for t, src, kind, code, detail in events:
-        if src == "world" or kind in ("alarm", "alarm_clear", "reset", "refusal", "fault", "suspend",
-                                      "resume", "clock", "refill", "storage", "ack", "bridge", "program"):
+        if src == "world" and code == "clock_jump":
+            marks.append((t, t + max_sleep + 120000))
+        elif kind == "reset" or (src == "world" and code in ("reset", "power_cut")):
+            k = bisect.bisect_right(times, t)
+            marks.append((t, (times[k] if k < len(times) else end) + 120000))
+        elif src == "world" or kind in ("alarm", "alarm_clear", "refusal", "fault", "suspend",
+                                        "resume", "clock", "refill", "storage", "ack", "bridge", "program"):
             marks.append((t, t + 120000))
     for t0, t1, _ in stops:
-        marks.append((t0, t1 + 120000))
+        marks.append((t0 - lead, t1 + 120000))
     for t, kind, code, a, b in raw_events:
         if kind in (E.BOLUS, E.PRIME):
             marks.append((t, t + b * 1000 + DAY))

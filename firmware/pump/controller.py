@@ -619,9 +619,11 @@ class Pump:
             self.stop |= OCCLUDED
             self.schedule.forfeit()
             self._alarm(A.OCCLUSION, p)
+            self._save_therapy()    # a reset must not forget the stop and pump into the block
         elif t == C_CLEAR:
             self.stop &= ~OCCLUDED
             self._clear(A.OCCLUSION, p)
+            self._save_therapy()
         elif t == C_LEAK:
             self._alarm(A.CATHETER_LEAK, p)
         elif t == C_LEAK_CLEAR:
