@@ -106,13 +106,16 @@ class Scheduled:
         return s
 
 
-def stop_intervals(raw_events, end):
+def stop_intervals(raw_events, end, cut=()):
     """[(t0, t1, why)] in which the pump must not stroke, from its own log:
     stopping alarms until cleared or acknowledged, suspend until resume,
-    empty until the next refill."""
+    empty until the next refill. cut: times of commands a reset cut short: a
+    suspend logged then may not have been saved (the pump restarts running)."""
     out = []
     open_ = {}
     for t, kind, code, a, b in raw_events:
+        if kind == E.SUSPEND and t in cut:
+            continue
         if kind == E.ALARM and code in STOPPING:
             open_.setdefault(STOPPING[code], t)
         elif kind == E.ALARM and code == A.RESERVOIR_EMPTY:
@@ -206,7 +209,9 @@ def run_checks(w):
                        fullest_24h_permille=worst["24 h"][0], fullest_1h_permille=worst["1 h"][0]))
 
     # ---- I3: no stroke while the pump is stopped
-    stops = stop_intervals(raw_events, end)
+    cut = set(t for t, src, kind, code, detail in events
+              if src == "clinic" and kind == "command" and detail.startswith("the pump reset"))
+    stops = stop_intervals(raw_events, end, cut)
     bad = []
     si = 0
     for t, nl, kind, conc in trace:

@@ -7,7 +7,7 @@ storage writes, and reboots the pump on the same hardware.
 """
 from fakeports import Hardware, PowerCut
 from oracle import Oracle, DAY
-from pump.controller import Pump, RESET_POWER_ON, RESET_SOFT
+from pump.controller import Pump, RESET_POWER_ON, RESET_SOFT, OCCLUDED
 from pump.program import ProgramError
 from pump.controller import Refused, CommandError
 
@@ -53,6 +53,11 @@ class Run:
         self.oracle.disturb(self.now + 1)
         self.pump = self._guard(self._boot, cause) or self.pump
         self.next_wake = self.now
+        if self.pump.stop & OCCLUDED:
+            # restored in an occlusion stop, the pump reads the pressure clear
+            # again (a reading a minute) before it resumes
+            p = self.profile
+            self.oracle.disturb(self.now + p["recheck_ms"] * (p.get("occlusion_samples", 3) + 1) + 1)
 
     def _cycle(self):
         sleep = self._guard(self.pump.cycle)

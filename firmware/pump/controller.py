@@ -307,9 +307,11 @@ class Pump:
         if self.stop & STALLED:
             self.alarms.raise_(A.MOTOR_STALL)
         if self.stop & OCCLUDED:
-            # still blocked until the pressure reads clear again, as before the reset
+            # still blocked until the pressure reads clear again, as before the
+            # reset; logged again, as the reset may have cut off its record
             self.catheter.occluded = True
             self.alarms.raise_(A.OCCLUSION)
+            self._event_later.append((E.ALARM, A.OCCLUSION, 0))
 
     def _distrust_therapy(self, ledger_ok, corrupt):
         """The therapy record in use may be one save old. A lost patient-bolus
@@ -615,15 +617,18 @@ class Pump:
 
     def _on_pressure(self, p):
         t = self.catheter.sample(p)
+        # The stop is saved before the alarm or its clear is logged: a reset
+        # between them then leaves a stop without its log record (logged again
+        # at the restart), never a logged alarm the pump has forgotten.
         if t == C_OCCL:
             self.stop |= OCCLUDED
             self.schedule.forfeit()
-            self._alarm(A.OCCLUSION, p)
             self._save_therapy()    # a reset must not forget the stop and pump into the block
+            self._alarm(A.OCCLUSION, p)
         elif t == C_CLEAR:
             self.stop &= ~OCCLUDED
-            self._clear(A.OCCLUSION, p)
             self._save_therapy()
+            self._clear(A.OCCLUSION, p)
         elif t == C_LEAK:
             self._alarm(A.CATHETER_LEAK, p)
         elif t == C_LEAK_CLEAR:
