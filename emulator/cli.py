@@ -67,6 +67,9 @@ def cmd_serve(args):
     w = World(sc, seed=args.seed)
     path = args.keys or os.environ.get("PUMP_KEYS") or K.DEFAULT_FILE
     if not os.path.exists(path):
+        if path != K.DEFAULT_FILE:
+            # a key file named but missing is a typo, not a request for new keys
+            raise ValueError("%s: no such key file (make one with: pumpctl keys new %s)" % (path, path))
         K.generate(path)
         print("pump-emu: new role keys written to %s (give pumpctl the same file)" % path)
     keys = K.load_file(path)

@@ -19,6 +19,8 @@ from pump.link import Link
 
 from emulator.store import PowerCut
 
+WRITE_WAIT_S = 0.2     # how long an answer waits for a programmer that does not read
+
 
 class PtyPort:
     """The link port on the master side of a pseudo-terminal."""
@@ -28,6 +30,8 @@ class PtyPort:
         tty.setraw(self.slave)          # no echo, no line editing: a byte pipe
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self.slave)
+        self.dropped = 0
+        self.stalled = False
 
     def fileno(self):
         return self.master
@@ -39,13 +43,24 @@ class PtyPort:
             return b""
 
     def write(self, data):
+        # a programmer that does not read must not stop the pump's time: wait
+        # a little for room, then drop the rest (as a UART with nobody listening)
         view = memoryview(data)
+        # once the programmer has stopped reading, drop at once until it reads again
+        give_up = time.monotonic() + (0 if self.stalled else WRITE_WAIT_S)
         while view:
             try:
                 n = os.write(self.master, view)
                 view = view[n:]
             except BlockingIOError:
-                select.select([], [self.master], [], 0.05)
+                if time.monotonic() >= give_up:
+                    self.dropped += len(view)
+                    self.stalled = True
+                    return
+                select.select([], [self.master], [], 0.01)
+            except OSError:
+                return
+        self.stalled = False
 
     def close(self):
         os.close(self.master)
@@ -90,10 +105,11 @@ class TcpPort:
         if self.conn is None:
             return
         try:
-            self.conn.setblocking(True)
+            self.conn.settimeout(WRITE_WAIT_S)
             self.conn.sendall(data)
             self.conn.setblocking(False)
-        except OSError:
+        except OSError:            # a programmer that does not read: let it go
+            self.conn.close()
             self.conn = None
 
     def close(self):

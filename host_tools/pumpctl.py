@@ -32,7 +32,7 @@ import tomllib
 from pump import alarms as A
 from pump.eventlog import kind_name
 from host_tools import keys as K
-from host_tools.pumplink import LinkDown, PumpClient, PumpError
+from host_tools.pumplink import LinkDown, MissingKey, PumpClient, PumpError
 
 EPOCH = datetime.datetime(2000, 1, 1)
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_LINK, EXIT_KEY = 0, 1, 2, 3, 4
@@ -255,8 +255,8 @@ def main(argv=None):
     except LinkDown as e:
         err("%s; check the port, that the pump (or pump-emu serve) is running, and --timeout" % e)
         return EXIT_LINK
-    except KeyError as e:
-        err(str(e.args[0]) if e.args else "no key")
+    except MissingKey as e:
+        err(str(e))
         return EXIT_KEY
     except (Usage, K.KeyError_) as e:
         err(str(e))

@@ -13,8 +13,15 @@ from pump import link as L
 from pump.hmac256 import HMAC256
 
 
+SEQ0_GRACE_S = 0.3
+
+
 class LinkDown(Exception):
     """The port could not be opened, or the pump did not answer in time."""
+
+
+class MissingKey(Exception):
+    """A request needs a role key this client was not given."""
 
 
 class PumpError(Exception):
@@ -59,8 +66,16 @@ class PumpClient:
         self.ser.flush()
 
     def read_answer(self, seq=None, timeout=None):
-        """-> (type, seq, answer dict) of the next answer frame (with this seq)."""
+        """-> (type, seq, answer dict) of the answer frame with this seq.
+
+        The pump answers a frame it could not read (CRC, length, cut short) with
+        an error carrying seq 0: it may have been this request, or other bytes
+        on the line. Such an error is the answer only if no answer with this
+        seq follows within SEQ0_GRACE_S: taking it at once could report a
+        failure for a request the pump then carries out (and a retry would do
+        it twice). Errors about noise between frames are never the answer."""
         end = time.monotonic() + (self.timeout if timeout is None else timeout)
+        seq0 = None
         while True:
             r = self.reader.next(self._now_ms())
             if r is not None:
@@ -71,15 +86,19 @@ class PumpClient:
                 if parts is None:
                     continue
                 _, ftype, aseq, _, _, payload, _, _ = parts
-                if seq is not None and aseq != seq and ftype != L.ERROR:
-                    continue
-                if seq is not None and ftype == L.ERROR and aseq not in (seq, 0):
-                    continue
                 try:
-                    return ftype, aseq, json.loads(payload)
+                    answer = json.loads(payload)
                 except ValueError:
                     continue
+                if seq is None or aseq == seq:
+                    return ftype, aseq, answer
+                if ftype == L.ERROR and aseq == 0 and answer.get("error") != L.E_NOISE and seq0 is None:
+                    seq0 = (ftype, aseq, answer)
+                    end = min(end, time.monotonic() + SEQ0_GRACE_S)
+                continue
             if time.monotonic() > end:
+                if seq0 is not None:
+                    return seq0
                 raise LinkDown("no answer from %s within %.1f s" % (self.port, self.timeout))
             # one byte (waiting up to the port's short timeout), then all that is there
             data = self.ser.read(1)
@@ -96,7 +115,7 @@ class PumpClient:
         if role != F.ROLE_NONE:
             mac = self.macs.get(role)
             if mac is None:
-                raise KeyError("no %s key: give --keys FILE or set PUMP_KEYS" % F.ROLE_NAMES[role])
+                raise MissingKey("no %s key: give --keys FILE or set PUMP_KEYS" % F.ROLE_NAMES[role])
             if counter is None:
                 counter = self.next_counter(role)
         return self.seq, F.encode(ftype, self.seq, payload, role, counter or 0, mac)

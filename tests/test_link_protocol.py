@@ -23,8 +23,10 @@ Finally the same frames under the real `micropython` binary: a generated script
 builds the pump on fakeports and a Link, feeds it frames made here, and prints
 the answers; CPython running the same script must print the same.
 
-Tests marked xfail(strict=True) show a defect found while this file was
-written; the reason names it. They pass (as xfail) while the defect is there.
+Some tests were written to show a defect found with this file (a confirm
+window measured on stale pump time, an event log an attacker could flush, a
+damaged counter copy reopening a replay, a client misled by noise, JSON read
+differently on MicroPython); the defects are fixed and the tests guard them.
 """
 import contextlib
 import copy
@@ -66,8 +68,8 @@ PROG = {"mode": "continuous", "concentration_ug_ml": CONC, "daily_dose_ug": 400,
 NEW_PROG = dict(PROG, daily_dose_ug=450)   # +12.5 %: inside the step-up limit
 THERAPY_RECORDS = ("therapy", "ledger", "window")
 # request types that need a key (everything but status and interrogate)
-AUTH_TYPES = sorted(t for t, (_, roles) in L.REQUESTS.items() if roles)
-CLINICIAN_ONLY = sorted(t for t, (_, roles) in L.REQUESTS.items() if roles == (ROLE_C,))
+AUTH_TYPES = sorted(t for t, (_, roles, _c) in L.REQUESTS.items() if roles)
+CLINICIAN_ONLY = sorted(t for t, (_, roles, _c) in L.REQUESTS.items() if roles == (ROLE_C,))
 
 
 # ---------------------------------------------------------------- the bench
@@ -574,7 +576,7 @@ def test_length_under_a_header_is_refused():
     b = bench()
     with nothing_changes(b):
         ans = b.feed(b"\xa5\x5a" + struct.pack("<H", F.HEAD_LEN - 1) + b"\x00" * 20)
-    assert ans[0].name == "oversized"
+    assert ans[0].name == "bad_frame"
     assert b.ask(L.STATUS).ok
 
 
@@ -604,7 +606,10 @@ def test_noise_before_a_valid_frame():
     b = bench()
     noise = b"\x00\xff\x5a\xa5hello\xa5"
     ans = b.feed(noise + b.frame(L.STATUS, seq=902))
-    assert [a.name for a in ans if a.type == L.ERROR] and all(a.name == "bad_frame" for a in ans[:-1])
+    # noise between frames gets its own error name, which a client waiting for
+    # an answer can tell from a damaged frame (that may have been its own)
+    assert [a.name for a in ans if a.type == L.ERROR] and all(a.name in ("noise", "bad_frame") for a in ans[:-1])
+    assert any(a.name == "noise" for a in ans[:-1])
     assert ans[-1].ok and ans[-1].seq == 902
     ans = b.feed(noise + b.frame(L.BOLUS, BOLUS_ARGS, role=ROLE_C, counter=1, seq=903))
     assert ans[-1].ok and ans[-1].seq == 903 and ans[-1].obj["volume_nl"] == 20_000
@@ -800,10 +805,6 @@ def require(cond, what):
         raise Precondition(what)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "link.py:_do_confirm measures the 10-minute confirm window on pump.time without a _sync(): "
-    "pump time only moves at a wake-up or a pump command, so a CONFIRM sent after PENDING_MS "
-    "is accepted if the pump has not woken since (up to its sleep, max_sleep_ms = 10 min)"))
 def test_pending_program_expires_even_if_the_pump_has_not_woken():
     b = bench()
     assert b.ask(L.SUSPEND, {}, role=ROLE_C).ok       # a suspended pump sleeps long (max_sleep_ms)
@@ -838,10 +839,12 @@ def test_authority_refusals_are_logged_and_keys_never_stored():
     b.ask(L.SUSPEND, {}, role=ROLE_C, counter=2)                          # replay
     b.link = Link_(b.pump, b.port, {ROLE_C: KEY_C})
     b.ask(L.PATIENT_BOLUS, {}, role=ROLE_P, counter=5)                   # no_key
-    codes = [r[5] for r in link_events(b)]
-    assert codes == [L.E_AUTH_REQUIRED, L.E_BAD_TAG, L.E_WRONG_ROLE, L.E_REPLAY, L.E_NO_KEY]
-    assert all(E.kind_name(r[4]) == "link" for r in link_events(b))
-    assert all(r[6] == 0 and r[7] == 0 for r in link_events(b))     # no detail that could carry a secret
+    # one record a minute at most per link, whatever the kind (the new link
+    # above, as after a restart, starts its own minute)
+    recs = link_events(b)
+    assert [r[5] for r in recs] == [L.E_AUTH_REQUIRED, L.E_NO_KEY]
+    assert all(E.kind_name(r[4]) == "link" for r in recs)
+    assert all(r[6] == 0 and r[7] == 0 for r in recs)     # no detail that could carry a secret
     # the keys are nowhere in the store (records, log, counters), nor in any answer
     blob = b"".join(k.encode() + v for k, v in sorted(b.hw.store.data.items()))
     for key in (KEY_P, KEY_C):
@@ -859,14 +862,11 @@ def test_refusal_logging_is_rate_limited_per_kind():
     b.advance(61_000)
     b.sync()
     b.ask(L.BOLUS, BOLUS_ARGS, role=0)
-    assert len(link_events(b)) == 2
+    recs = link_events(b)
+    assert len(recs) == 2
+    assert recs[1][6] == 49          # the refusals not logged in the minute before
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "link.py:_log_refusal remembers only the last refusal kind: alternating two kinds "
-    "(no tag / bad tag) logs every frame, so anyone on the line without a key can push "
-    "the therapy history (program, refill, bolus events) out of the 64-record event log "
-    "and wear the flash"))
 def test_keyless_sender_cannot_flush_the_event_log():
     b = bench()
     program_events = kind_events(b, E.PROGRAM)
@@ -889,11 +889,6 @@ def test_counters_record_survives_one_damaged_copy():
     only_error(b.feed(b.frame(L.BOLUS, BOLUS_ARGS, role=ROLE_C, counter=4)), "replay")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "link.py:Link.__init__ ignores rec.damaged: when the newest copy of the counter record is "
-    "damaged (a bit flip; a torn write cannot hit it, its request already ran), the older copy "
-    "is used and the last accepted frame can be replayed once (I8); the ledger counts one more "
-    "stroke in the same case, the link takes no such precaution"))
 def test_damaged_newest_counter_copy_does_not_reopen_a_replay():
     b = bench()
     assert b.ask(L.ALARM_TEST, {}, role=ROLE_C, counter=4).ok
@@ -1283,20 +1278,16 @@ def test_client_round_trip_in_process():
 
 
 def test_client_without_a_key_raises_before_sending():
-    from host_tools.pumplink import PumpClient
+    from host_tools.pumplink import PumpClient, MissingKey
     b = bench()
     pc = PumpClient("loop://", {ROLE_C: KEY_C}, timeout=0.5)
     pc.ser.close()
     pc.ser = LinkedSerial(b)
     with nothing_changes(b):
-        with pytest.raises(KeyError):
+        with pytest.raises(MissingKey):
             pc.patient_bolus()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "pumplink.py:read_answer takes any ERROR frame with seq 0 as the answer to the request in "
-    "flight; the pump answers line noise before a frame with such an error (link.py:_send_error(0, ...)), "
-    "so the client reports a failure for a request the pump then carries out (a retry gives a second bolus)"))
 def test_client_is_not_fooled_by_noise_before_its_request():
     from host_tools.pumplink import PumpError
     b = bench()
@@ -1500,7 +1491,7 @@ def test_link_on_micropython_answers_as_on_cpython(tmp_path):
     text = "\n".join(cp)
     for label, want in [("status", "ok:true"), ("bolus", "volume_nl:20000"), ("replay", '"replay"'),
                         ("bad_tag", '"bad_tag"'), ("no_tag", '"auth_required"'), ("wrong_role", '"wrong_role"'),
-                        ("noise", '"bad_frame"'), ("oversized", '"oversized"'), ("truncated", '"truncated"'),
+                        ("noise", '"noise"'), ("oversized", '"oversized"'), ("truncated", '"truncated"'),
                         ("version", '"bad_version"'), ("unknown", '"unknown_request"'),
                         ("bad_json", '"bad_payload"'), ("patient_bolus", "volume_nl:60000"),
                         ("lockout", '"lockout"'), ("program_error", 'field:"max_hourly_ug"'),
@@ -1514,10 +1505,6 @@ def test_link_on_micropython_answers_as_on_cpython(tmp_path):
 
 @needs_micropython
 @pytest.mark.micropython
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "link.py:_handle parses payloads with the runtime's json: MicroPython's accepts what CPython's "
-    "refuses (a trailing comma, a leading zero, a trailing NUL), so the same signed frame is carried "
-    "out on a board and refused as bad_payload by the emulator"))
 def test_link_on_micropython_parses_payloads_as_on_cpython(tmp_path):
     extra = [("trailing_comma", (L.BOLUS, None, ROLE_C, 20), {"payload": b'{"dose_ug": 10, "duration_min": 60,}'}),
              ("leading_zero", (L.BOLUS, None, ROLE_C, 21), {"payload": b'{"dose_ug": 010, "duration_min": 60}'}),

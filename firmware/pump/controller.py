@@ -885,6 +885,14 @@ class Pump:
         self.clock.set_wall(wall_s)
         self._event(E.CLOCK, 0, old, wall_s)
 
+    def sync(self):
+        """Bring pump time up to now (a programmer request measures time on it)."""
+        self._sync()
+
+    def log_event(self, kind, code=0, a=0, b=0):
+        """Record an event from outside the controller (the programmer link)."""
+        self._event(kind, code, a, b)
+
     # ------------------------------------------------------------------ status
     def state(self):
         for bit, name in STOP_NAMES:

@@ -25,9 +25,10 @@ ROLE_NAMES = ("none", "patient", "clinician")
 # reader results besides a frame
 GOOD = const(0)
 NOISE = const(1)        # bytes that are not a frame start
-OVERSIZED = const(2)    # a length over the limit (or under a header)
+OVERSIZED = const(2)    # a length over the limit
 BAD_CRC = const(3)
 TRUNCATED = const(4)    # the rest of the frame never came
+SHORT = const(5)        # a length under a header
 
 
 def encode(ftype, seq, payload, role=ROLE_NONE, counter=0, mac=None):
@@ -96,7 +97,7 @@ class Reader:
         (n,) = struct.unpack_from("<H", buf, 2)
         if n > self.max_body or n < HEAD_LEN:
             self._drop(2)
-            return OVERSIZED, None
+            return (OVERSIZED if n > self.max_body else SHORT), None
         if len(buf) < 8 + n:
             return self._wait(now_ms)
         (crc,) = struct.unpack_from("<I", buf, 4 + n)

@@ -59,25 +59,87 @@ E_COMMAND = const(13)
 E_NOT_PENDING = const(14)
 E_INTERNAL = const(15)
 E_NO_KEY = const(16)
+E_NOISE = const(17)
 ERROR_NAMES = ("", "bad_frame", "oversized", "truncated", "bad_version", "unknown_request", "bad_payload",
                "auth_required", "bad_tag", "replay", "wrong_role", "refused", "program_error",
-               "command_error", "not_pending", "internal", "no_key")
-_READER_ERRORS = {F.NOISE: E_BAD_FRAME, F.BAD_CRC: E_BAD_FRAME, F.OVERSIZED: E_OVERSIZED,
-                  F.TRUNCATED: E_TRUNCATED}
+               "command_error", "not_pending", "internal", "no_key", "noise")
+_READER_ERRORS = {F.NOISE: E_NOISE, F.BAD_CRC: E_BAD_FRAME, F.OVERSIZED: E_OVERSIZED,
+                  F.TRUNCATED: E_TRUNCATED, F.SHORT: E_BAD_FRAME}
 
 P = F.ROLE_PATIENT
 C = F.ROLE_CLINICIAN
-# type -> (name, roles allowed; () means no key needed)
+# type -> (name, roles allowed (() means no key needed), changes what the pump does)
 REQUESTS = {
-    STATUS: ("status", ()), INTERROGATE: ("interrogate", ()),
-    LOG: ("log", (C,)), PROGRAM: ("program", (C,)), CONFIRM: ("confirm", (C,)),
-    REFILL: ("refill", (C,)), BOLUS: ("bolus", (C,)), PRIME: ("prime", (C,)),
-    SUSPEND: ("suspend", (C,)), RESUME: ("resume", (C,)), CLOCK_SET: ("clock_set", (C,)),
-    ACK: ("acknowledge", (C,)), ALARM_TEST: ("alarm_test", (C,)),
-    PATIENT_BOLUS: ("patient_bolus", (P,)), SILENCE: ("silence", (P, C)),
+    STATUS: ("status", (), False), INTERROGATE: ("interrogate", (), False),
+    LOG: ("log", (C,), False), PROGRAM: ("program", (C,), False), CONFIRM: ("confirm", (C,), True),
+    REFILL: ("refill", (C,), True), BOLUS: ("bolus", (C,), True), PRIME: ("prime", (C,), True),
+    SUSPEND: ("suspend", (C,), True), RESUME: ("resume", (C,), True), CLOCK_SET: ("clock_set", (C,), True),
+    ACK: ("acknowledge", (C,), True), ALARM_TEST: ("alarm_test", (C,), True),
+    PATIENT_BOLUS: ("patient_bolus", (P,), True), SILENCE: ("silence", (P, C), True),
 }
 PENDING_MS = const(600000)   # a program read back must be confirmed within 10 min
 LOG_PAGE = const(12)         # log records per answer
+REFUSAL_LOG_MS = const(60000)  # authority refusals: at most one log record a minute
+COUNTER_SKIP = const(65536)  # how far the counters move on when their newest copy may be lost
+
+
+def strict_json(b):
+    """True if b is plain JSON as CPython reads it. MicroPython's json also
+    takes a trailing comma, a leading zero or a NUL after the text; the same
+    signed frame must mean the same on a board as in the emulator."""
+    in_str = False
+    esc = False
+    prev = 0          # last byte outside a string that was not white space
+    digits_from = -1  # where the digits of the current integer part began
+    in_exp = False    # inside an exponent (1e05 is plain JSON)
+    for i in range(len(b)):
+        c = b[i]
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 0x5C:       # backslash
+                esc = True
+            elif c == 0x22:       # quote
+                in_str = False
+                prev = c
+            elif c < 0x20:
+                return False
+            continue
+        if c in (0x20, 0x09, 0x0A, 0x0D):
+            digits_from = -1
+            in_exp = False
+            continue
+        if c < 0x20 or c > 0x7E:
+            return False
+        if 0x30 <= c <= 0x39:
+            if in_exp:
+                pass
+            elif digits_from < 0:
+                digits_from = i
+            elif i == digits_from + 1 and b[digits_from] == 0x30:   # 01
+                return False
+        elif c in (0x65, 0x45) and digits_from >= 0 or c == 0x2E:    # e, E, .
+            in_exp = True
+        elif c in (0x2D, 0x2B) and (in_exp or digits_from < 0):      # a sign
+            pass
+        else:
+            digits_from = -1
+            in_exp = False
+            if c == 0x22:
+                in_str = True
+            elif c in (0x7D, 0x5D) and prev == 0x2C:     # ,} or ,]
+                return False
+        prev = c
+    return not in_str
+
+
+def _canon(v):
+    """A text for v that is the same on every runtime (sorted keys)."""
+    if isinstance(v, dict):
+        return "{" + ",".join(k + ":" + _canon(v[k]) for k in sorted(v)) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_canon(x) for x in v) + "]"
+    return str(v)
 
 
 class LinkError(Exception):
@@ -114,14 +176,24 @@ class Link:
         self.pending = None        # [token, Program, day, ms]
         self.frames_in = 0
         self.errors = 0
-        self._last_logged = None   # (code, day, ms) of the last authority refusal logged
+        self._last_logged = None   # (day, ms) of the last authority refusal logged
+        self._refusals_unlogged = 0
         st, pay = self.rec.load()
         if st == REC_OK and len(pay) == 8:
             self.counters[P], self.counters[C] = struct.unpack("<II", pay)
+            if self.rec.suspect:
+                # A whole copy failed its check: perhaps the newest, so the last
+                # frame accepted may be newer than these counters. Move both on
+                # far enough that no recorded frame is fresh (hosts read the new
+                # counters from status), as the ledger counts one more stroke.
+                self.counters[P] += COUNTER_SKIP
+                self.counters[C] += COUNTER_SKIP
+                self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
+                self.pump.log_event(E.STORAGE, 6, 1)
         elif st == REC_CORRUPT or st == REC_OK:
             # Both copies damaged: the counters are lost. The replay window
             # reopens for frames older than the loss; the pump says so.
-            self.pump._event(E.STORAGE, 6, 0)
+            self.pump.log_event(E.STORAGE, 6, 0)
 
     # ------------------------------------------------------------ the stream
     def poll(self, now_ms):
@@ -142,14 +214,19 @@ class Link:
                     self._send_error(0, _READER_ERRORS.get(status, E_BAD_FRAME), "frame dropped")
                     continue
                 self.frames_in += 1
-                if self._handle(body):
-                    changed = True
-        except Exception as e:   # nothing a frame holds may stop the pump
-            try:
-                self._send_error(0, E_INTERNAL, str(e))
-            except Exception:
-                pass
+                try:
+                    if self._handle(body):
+                        changed = True
+                except Exception:   # nothing a frame holds may stop the pump
+                    self.errors += 1
+                    self._send_error(self._seq_of(body), E_INTERNAL, "the request failed inside the pump")
+        except Exception:
+            pass                    # a port that fails: the next poll tries again
         return changed
+
+    @staticmethod
+    def _seq_of(body):
+        return struct.unpack_from("<H", body, 2)[0] if len(body) >= 4 else 0
 
     def _send(self, ftype, seq, obj):
         self.port.write(F.encode(ftype, seq, json.dumps(obj).encode()))
@@ -173,7 +250,7 @@ class Link:
             req = REQUESTS.get(ftype)
             if req is None:
                 raise LinkError(E_UNKNOWN, "unknown request type 0x%02x" % ftype)
-            name, roles = req
+            name, roles, changes = req
             if role > C:
                 raise LinkError(E_WRONG_ROLE, "unknown role %d" % role)
             if role != F.ROLE_NONE:
@@ -193,6 +270,8 @@ class Link:
                                     % (counter, self.counters[role]))
                 self.counters[role] = counter
                 self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
+            if payload and not strict_json(payload):
+                raise LinkError(E_PAYLOAD, "payload is not plain JSON")
             try:
                 args = json.loads(payload) if payload else {}
             except Exception:
@@ -218,16 +297,20 @@ class Link:
             return False
         answer["ok"] = True
         self._send(ftype | 0x80, seq, answer)
-        return bool(roles)
+        return changes
 
     def _log_refusal(self, code):
-        # an attacker may send many: log a refusal kind once a minute at most
-        # (each log record is a storage write)
+        # Anyone on the line can send refusals: one log record a minute at most,
+        # whatever their kind, with the count of those not logged (each record
+        # is a flash write, and the log must keep the therapy's history).
         t = self.pump.time
         last = self._last_logged
-        if last is None or last[0] != code or t.since(last[1], last[2]) >= 60000:
-            self._last_logged = (code, t.day, t.ms)
-            self.pump._event(E.LINK, code, 0)
+        if last is None or t.since(last[0], last[1]) >= REFUSAL_LOG_MS:
+            self._last_logged = (t.day, t.ms)
+            self.pump.log_event(E.LINK, code, self._refusals_unlogged)
+            self._refusals_unlogged = 0
+        else:
+            self._refusals_unlogged += 1
 
     # ------------------------------------------------------------ requests
     def _do_status(self, args):
@@ -255,7 +338,7 @@ class Link:
             raise LinkError(E_PAYLOAD, "program must be a table")
         prog = self.pump.check_program(raw)
         rb = prog.readback()
-        h = hashlib.sha256(json.dumps(rb).encode())
+        h = hashlib.sha256(_canon(rb).encode())
         h.update(struct.pack("<I", self.counters[C]))
         token = hexlify(h.digest()[:6]).decode()
         t = self.pump.time
@@ -266,6 +349,7 @@ class Link:
         token = args.get("token")
         pend = self.pending
         self.pending = None
+        self.pump.sync()            # the window is measured to now, not to the last wake-up
         if pend is None or self.pump.time.since(pend[2], pend[3]) >= PENDING_MS:
             raise LinkError(E_NOT_PENDING, "no program is waiting for confirmation (send it again)")
         if token != pend[0]:
