@@ -1,0 +1,128 @@
+# The pump on a board: build the ports from the board profile, recover state,
+# and run the loop. Copied to the board with board.json (the profile) and
+# keys.json (the role keys, provisioned at flash time: `make flash`).
+#
+# The loop cycles the pump when it asked to wake, answers the programmer link,
+# watches the patient's button and plays alarm sounds. The watchdog is fed
+# only after a pass in which nothing failed: a loop that keeps failing, or
+# hangs, resets the board, and the pump then starts with the watchdog alarm.
+import json
+import time
+
+from pump import eventlog as E
+from pump.controller import Pump, CommandError, Refused, RESET_POWER_ON, RESET_SOFT, RESET_WATCHDOG
+from pump.link import Link
+
+POLL_MS = 20          # the link and the button are looked at this often
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_keys(path):
+    from binascii import unhexlify
+    from pump.frames import ROLE_CLINICIAN, ROLE_PATIENT
+    try:
+        raw = load_json(path)
+    except (OSError, ValueError):
+        return {}      # no keys: the pump answers status only
+    keys = {}
+    for name, role in (("patient", ROLE_PATIENT), ("clinician", ROLE_CLINICIAN)):
+        if raw.get(name):
+            keys[role] = unhexlify(raw[name])
+    return keys
+
+
+def reset_cause(machine):
+    c = machine.reset_cause()
+    if c == getattr(machine, "WDT_RESET", None):
+        return RESET_WATCHDOG
+    if c == getattr(machine, "PWRON_RESET", None):
+        return RESET_POWER_ON
+    return RESET_SOFT
+
+
+class Board:
+    """Every port of one board, built from its profile."""
+
+    def __init__(self, profile, keys, machine):
+        from hw.clock import BoardClock
+        from hw.motor import StepperMotor
+        from hw.sensors import PressureSensor, BatteryGauge
+        from hw.annunciator import Buzzer
+        from hw.store import FileStore
+        from hw.button import Button
+        from hw.link import UsbCdcPort, UartPort
+        pins = profile["pins"]
+        self.clock = BoardClock(machine.RTC())
+        self.motor = StepperMotor(pins, profile["motor"])
+        self.pressure = PressureSensor(pins["pressure_adc"], profile["adc"])
+        self.battery = BatteryGauge(pins["battery_adc"], profile["adc"])
+        self.buzzer = Buzzer(pins["buzzer"], pins.get("led"))
+        self.store = FileStore(profile.get("store_root", "/pump"))
+        self.button = Button(pins["button"])
+        lk = profile["link"]
+        self.port = UartPort(lk) if lk["kind"] == "uart" else UsbCdcPort()
+        self.wdt = machine.WDT(timeout=profile.get("watchdog_ms", 8000))
+        self.pump = Pump(profile, clock=self.clock, motor=self.motor, pressure=self.pressure,
+                         battery=self.battery, store=self.store, annunciator=self.buzzer)
+        self.pump.start(reset_cause(machine))
+        self.link = Link(self.pump, self.port, keys)
+
+
+def run(b, clock=time, max_passes=None):
+    """The main loop. clock: the time module (a test gives a virtual one)."""
+    pump = b.pump
+    next_wake = clock.ticks_ms()
+    passes = 0
+    failing = False
+    while max_passes is None or passes < max_passes:
+        passes += 1
+        healthy = True
+        try:
+            now = clock.ticks_ms()
+            due = clock.ticks_diff(next_wake, now) <= 0
+            if b.link.poll(now):
+                due = True          # a command: the pump decides at once
+            if b.button.pressed():
+                try:
+                    pump.patient_bolus()
+                except (Refused, CommandError):
+                    pass            # refused and logged by the pump
+                due = True
+            if due:
+                sleep = pump.cycle()
+                next_wake = clock.ticks_add(clock.ticks_ms(), sleep)
+            step = b.buzzer.update()
+        except Exception:           # nothing may stop the loop; the watchdog decides
+            healthy = False
+            step = None
+            if not failing:         # logged once, not at every pass
+                try:
+                    pump.log_event(E.FAULT, 0, 1)
+                except Exception:
+                    pass
+        failing = not healthy
+        if healthy:
+            b.wdt.feed()
+        wait = clock.ticks_diff(next_wake, clock.ticks_ms())
+        if wait > POLL_MS:
+            wait = POLL_MS
+        if step is not None and step < wait:
+            wait = step
+        if wait > 0:
+            clock.sleep_ms(wait)
+    return passes
+
+
+def main():
+    import machine
+    profile = load_json("board.json")
+    keys = load_keys("keys.json")
+    run(Board(profile, keys, machine))
+
+
+if __name__ == "__main__":
+    main()
