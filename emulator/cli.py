@@ -30,7 +30,7 @@ def cmd_list(args):
 def cmd_run(args):
     from emulator.engine import World
     sc = load(find(args.scenario))
-    w = World(sc, seed=args.seed)
+    w = World(sc, seed=args.seed, runtime=args.runtime)
     bar = None
     progress = None
     if not args.quiet and sys.stderr.isatty():
@@ -43,11 +43,14 @@ def cmd_run(args):
         def progress(t):
             bar.update(t / 86400000 - bar.n)
     t0 = time.perf_counter()
-    w.run(progress)
-    wall = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    rep = R.build(w)
+    try:
+        w.run(progress)
+        wall = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        rep = R.build(w)
+    finally:
+        w.close()
     rep["run"] = {"wall_s": round(wall, 3)}
     os.makedirs(args.out, exist_ok=True)
     if not args.no_plots:
@@ -97,6 +100,9 @@ def main(argv=None):
     run.add_argument("--seed", type=int, default=None, help="random seed for the physics (default: the scenario's)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no summary, no progress bar")
+    run.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                     help="cpython: the firmware core in this process (default); micropython: the same "
+                          "firmware as a separate micropython process on the sim adapter (SITL)")
     srv = sub.add_parser("serve", help="run a scenario as a serial device for pumpctl (pty or TCP)")
     srv.add_argument("scenario", help="a library name (pump-emu list) or a path to a .toml file")
     where = srv.add_mutually_exclusive_group()

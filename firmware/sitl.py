@@ -1,0 +1,77 @@
+# The firmware as a separate process for the emulator (software in the loop):
+#   micropython sitl.py BOARD_JSON
+# The pump core runs unchanged on the `sim` adapter (hw/simbus.py). The emulator
+# drives it with one command per line and the process answers each with one
+# line, after any port calls and log records the command caused:
+#   "<ticks> <wall_s> start <cause>" | "<ticks> <wall_s> cycle" | "<ticks> <wall_s> facts"
+#   | "<ticks> <wall_s> call <method> <json args>"   (the clock at that moment first)
+#   -> "R <json>" | "X <error class> <json [field, reason] or [code]>"
+#      | "X PowerLost []" (the emulator cut the power in a storage write)
+# Event-log records go out as "L <json record>" as the pump writes them.
+import json
+import sys
+
+sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".")
+
+from hw.simbus import Bus, PowerLost, SimClock, SimMotor, SimPressure, SimBattery, SimStore, SimAnnunciator
+from pump.controller import Pump, CommandError, Refused
+from pump.program import ProgramError
+
+# what a command may return, as JSON
+RESULTS = {"program_now": lambda p: p.readback()}
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        profile = json.load(f)
+    bus = Bus()
+
+    def sink(seq, day, ms, wall_s, kind, code, a, b):
+        bus.send("L " + json.dumps([seq, day, ms, wall_s, kind, code, a, b]))
+
+    clock = SimClock(bus)
+    pump = Pump(profile, clock=clock, motor=SimMotor(bus), pressure=SimPressure(bus),
+                battery=SimBattery(bus), store=SimStore(bus), annunciator=SimAnnunciator(bus), log_sink=sink)
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            return
+        ticks, wall, rest = line.rstrip("\n").split(" ", 2)
+        clock.ticks = int(ticks)
+        clock.wall = int(wall)
+        parts = rest.split(" ", 2)
+        cmd = parts[0]
+        try:
+            if cmd == "cycle":
+                res = pump.cycle()
+            elif cmd == "start":
+                pump.start(int(parts[1]))
+                res = None
+            elif cmd == "facts":
+                res = pump.facts()
+            elif cmd == "call":
+                name = parts[1]
+                res = getattr(pump, name)(*json.loads(parts[2]))
+                conv = RESULTS.get(name)
+                if conv is not None:
+                    res = conv(res)
+            else:
+                raise SystemExit("sitl: unknown command " + cmd)
+        except ProgramError as e:
+            bus.send("X ProgramError " + json.dumps([e.field, e.reason]))
+            continue
+        except CommandError as e:
+            bus.send("X CommandError " + json.dumps([e.field, e.reason]))
+            continue
+        except Refused as e:
+            bus.send("X Refused " + json.dumps([e.code]))
+            continue
+        except PowerLost:
+            # the pump stopped where the power went; this process stays only
+            # to report the counters it had (facts), then the emulator ends it
+            bus.send("X PowerLost []")
+            continue
+        bus.send("R " + json.dumps(res))
+
+
+main()
