@@ -117,7 +117,10 @@ class SitlPump:
         self._do("start %d" % cause)
 
     def cycle(self):
-        return self._do("cycle")
+        # a wake-up reads the gauge once and the last stroke's result, both
+        # before it strokes: they come with the command (fewer round trips)
+        w = self.w
+        return self._do("cycle %d %d" % (w.battery.level(), w.motor.result()))
 
     def facts(self):
         return self._do("facts")

@@ -3,7 +3,8 @@
 # The pump core runs unchanged on the `sim` adapter (hw/simbus.py). The emulator
 # drives it with one command per line and the process answers each with one
 # line, after any port calls and log records the command caused:
-#   "<ticks> <wall_s> start <cause>" | "<ticks> <wall_s> cycle" | "<ticks> <wall_s> facts"
+#   "<ticks> <wall_s> start <cause>" | "<ticks> <wall_s> cycle <battery> <result>"
+#   | "<ticks> <wall_s> facts"
 #   | "<ticks> <wall_s> call <method> <json args>"   (the clock at that moment first)
 #   -> "R <json>" | "X <error class> <json [field, reason] or [code]>"
 #      | "X PowerLost []" (the emulator cut the power in a storage write)
@@ -30,8 +31,10 @@ def main():
         bus.send("L " + json.dumps([seq, day, ms, wall_s, kind, code, a, b]))
 
     clock = SimClock(bus)
-    pump = Pump(profile, clock=clock, motor=SimMotor(bus), pressure=SimPressure(bus),
-                battery=SimBattery(bus), store=SimStore(bus), annunciator=SimAnnunciator(bus), log_sink=sink)
+    motor = SimMotor(bus)
+    battery = SimBattery(bus)
+    pump = Pump(profile, clock=clock, motor=motor, pressure=SimPressure(bus),
+                battery=battery, store=SimStore(bus), annunciator=SimAnnunciator(bus), log_sink=sink)
     while True:
         line = sys.stdin.readline()
         if not line:
@@ -41,8 +44,12 @@ def main():
         clock.wall = int(wall)
         parts = rest.split(" ", 2)
         cmd = parts[0]
+        battery.known = None
+        motor.last = None
         try:
             if cmd == "cycle":
+                battery.known = int(parts[1])
+                motor.last = int(parts[2])
                 res = pump.cycle()
             elif cmd == "start":
                 pump.start(int(parts[1]))

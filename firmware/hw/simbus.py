@@ -6,7 +6,9 @@
 #   a motor stroke, a sound, a clock setting:  "N <port>.<method> <json args>",
 #             no answer: the emulator applies it in order
 # Virtual time does not move while the pump handles one command, so the clock
-# is read once, from the command line, not over the pipe. Bytes travel as hex.
+# comes with the command line, not over the pipe; so do, for a wake-up, the
+# battery gauge and the last stroke's result, which a wake-up reads once and
+# before it strokes. Bytes travel as hex.
 import json
 import sys
 from binascii import hexlify, unhexlify
@@ -64,11 +66,15 @@ class SimClock:
 class SimMotor:
     def __init__(self, bus):
         self.bus = bus
+        self.last = None      # the result, when it came with the command
 
     def stroke(self, kind):
+        self.last = None
         self.bus.tell("motor.stroke", [kind])
 
     def result(self):
+        if self.last is not None:
+            return self.last
         return self.bus.call("motor.result", [])
 
 
@@ -83,8 +89,13 @@ class SimPressure:
 class SimBattery:
     def __init__(self, bus):
         self.bus = bus
+        self.known = None     # the level, when it came with the command
 
     def level(self):
+        if self.known is not None:
+            v = self.known
+            self.known = None
+            return v
         return self.bus.call("battery.level", [])
 
 
