@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-deep bench mpy-check clean help
+.PHONY: demo test test-deep bench mpy flash repl mpy-check clean help
 
 DEMO   ?= catheter-kink
 
@@ -13,7 +13,10 @@ help:
 	@echo "make test       run the whole suite (CI profile)"
 	@echo "make bench      print the emulator's speed and the programmer link's round trip"
 	@echo "make test-deep  run the property tests with many more examples"
-	@echo "make mpy-check  compile the firmware with mpy-cross for armv6m and xtensawin"
+	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
+	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 compile, copy it and the role keys with mpremote, reset"
+	@echo "make repl PORT=/dev/ttyACM0            the board's REPL"
+	@echo "make mpy-check  the MicroPython and mpy-cross tests only"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +38,15 @@ test: $(STAMP)
 
 test-deep: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -q
+
+mpy: $(STAMP)
+	@$(BIN)/python -m host_tools.flash mpy "$(BOARD)"
+
+flash: $(STAMP)
+	@$(BIN)/python -m host_tools.flash flash "$(BOARD)" "$(PORT)" $(if $(KEYS),--keys "$(KEYS)")
+
+repl: $(STAMP)
+	@$(BIN)/python -m host_tools.flash repl "$(PORT)"
 
 mpy-check: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/test_micropython.py

@@ -109,7 +109,7 @@ class Scheduled:
 def stop_intervals(raw_events, end, cut=()):
     """[(t0, t1, why)] in which the pump must not stroke, from its own log:
     stopping alarms until cleared or acknowledged, suspend until resume,
-    empty until the next refill. cut: times of commands a reset cut short: a
+    empty until the next refill, a new drug until a program for it. cut: times of commands a reset cut short: a
     suspend logged then may not have been saved (the pump restarts running)."""
     out = []
     open_ = {}
@@ -120,6 +120,11 @@ def stop_intervals(raw_events, end, cut=()):
             open_.setdefault(STOPPING[code], t)
         elif kind == E.ALARM and code == A.RESERVOIR_EMPTY:
             open_.setdefault("reservoir_empty", t)
+        elif kind == E.ALARM and code == A.PROGRAM_REQUIRED:
+            # a new drug: nothing is given until a program for it is in force
+            open_.setdefault("program_required", t)
+        elif kind == E.PROGRAM and "program_required" in open_:
+            out.append((open_.pop("program_required"), t, "program_required"))
         elif kind in (E.ALARM_CLEAR, E.ACK) and code in STOPPING and STOPPING[code] in open_:
             out.append((open_.pop(STOPPING[code]), t, STOPPING[code]))
         elif kind == E.SUSPEND:
@@ -231,8 +236,12 @@ def run_checks(w):
     fastest = 0
     for _, prog, _ in progs:
         fastest = max([fastest] + [r for _, r in rate_table(prog)])
+    # the fastest the boluses ever ran together (not their sum over the run)
+    most = 0
     for t0, d, v in sched.boluses:
-        fastest += v * DAY // max(d, 1)
+        together = sum(v2 * DAY // max(d2, 1) for t2, d2, v2 in sched.boluses if t2 < t0 + max(d, 1) and t0 < t2 + max(d2, 1))
+        most = max(most, together)
+    fastest += most
     eps = stroke + fastest * 2 // 86400 + 8
     # A wall-clock jump the pump was not told of (a glitch) reaches its flex
     # schedule at its next wake-up, up to max_sleep_ms later: the schedule here
@@ -291,12 +300,21 @@ def run_checks(w):
                        comparisons=checks6, checked_days=round(live_ms / DAY, 2), largest_lag_nl=round(worst6)))
 
     # ---- I5: never a stroke from an empty reservoir
-    explained = [e for e in w.sc.events if e.do == "refill" and e.args.get("pocket_fill")]
-    dry = w.motor.dry
-    out.append(_result("I5", "no stroke from an empty reservoir", dry == 0 or bool(explained),
+    # a dry stroke is the pump's fault unless a pocket fill told it of drug
+    # that never arrived (it cannot know), until the next real refill
+    refills = sorted((pt(e.t_ms), bool(e.args.get("pocket_fill"))) for e in w.sc.events if e.do == "refill")
+    dry_times = [t for t, nl, kind, conc in trace if nl == 0]
+    unexplained = 0
+    for t in dry_times:
+        before = [pocket for rt, pocket in refills if rt <= t]
+        if not (before and before[-1]):
+            unexplained += 1
+    dry = len(dry_times)
+    out.append(_result("I5", "no stroke from an empty reservoir", unexplained == 0,
                        "%d strokes found the reservoir empty%s" % (
-                           dry, " (the pump was told of drug that went into the pocket)" if dry and explained else ""),
-                       dry_strokes=dry, explained_by_pocket_fill=bool(dry and explained)))
+                           dry, (" (%d after a pocket fill the pump was told was a refill)" % (dry - unexplained))
+                           if dry - unexplained else ""),
+                       dry_strokes=dry, explained_by_pocket_fill=dry - unexplained))
     if ppm:
         out.append(_result("clock", "pump clock drift (not a firmware check)", True,
                            "the pump's crystal runs %+d ppm: on true time it delivered about %+d nL more "

@@ -83,7 +83,12 @@ def cmd_serve(args):
     finally:
         port.close()
     if args.out:
+        # the report covers the time served, not the scenario's planned length
+        sc.duration_ms = w.clock.now
+        w.finish()
         rep = R.build(w)
+        from emulator import plots
+        plots.write_all(w, rep, args.out)
         R.write(w, rep, args.out)
         print(R.summary(rep, args.out))
     return 0

@@ -216,9 +216,14 @@ class World:
         t = self.clock.now
         self.catheter.read()     # let held-up drug move on to the tip
         f = self.pump.facts()
+        # the band follows what the clinician intended (the last program the
+        # pump accepted), not what the pump has now: a pump that has lost its
+        # program still leaves the patient without drug
         ss = None
-        if self.programs and f["daily_dose_ug"] > 0:
-            ss = self.patient.steady_state_ng_ml(f["daily_dose_ug"])
+        if self.programs and self.programs[-1][1]["mode"] != "stopped":
+            dose = self.programs[-1][2].get("daily_dose_ug") or 0
+            if dose > 0:
+                ss = self.patient.steady_state_ng_ml(dose)
         self.samples.append((t, self.patient.level_ng_ml(t), ss))
         if series:
             self.series.append((t, f["reservoir_nl"], self.reservoir.volume_nl, self.battery.level(), f["state"]))

@@ -72,7 +72,9 @@ PHYSICS = {"clock": clock.PARAMS, "motor": motor.PARAMS, "battery": battery.PARA
            "catheter": dict(catheter.PARAMS, dead_volume_nl=None)}
 # ranges that are not simply 0 .. 10**12
 PHYSICS_RANGES = {"drift_ppm": (-1000, 1000), "bias_permille": (-500, 500), "jitter_permille": (0, 500),
-                  "start_permille": (0, 1000), "ticks_start": (0, (1 << 30) - 1), "severity_pct": (0, 100)}
+                  "start_permille": (0, 1000), "ticks_start": (0, (1 << 30) - 1), "severity_pct": (0, 100),
+                  # divisors: 0 would divide by zero
+                  "capacity_mah": (1, 10**6), "open_drain_s": (1, 10**7), "kink_drain_s": (1, 10**7)}
 TOP_KEYS = {"name", "title", "description", "duration", "seed", "board", "start_time", "tags",
             "start", "physics", "patient", "events", "expect"}
 START_KEYS = {"fill_ml": (NUM, False, 0.001, 40), "concentration_ug_ml": (int, False, 1, 100000),

@@ -15,6 +15,7 @@ import sys
 import time
 import tty
 
+from pump.controller import RESET_POWER_ON
 from pump.link import Link
 
 from emulator.store import PowerCut
@@ -118,6 +119,18 @@ class TcpPort:
         self.srv.close()
 
 
+def _note_changes(world):
+    """A program or a clock setting that came over the link: the report's
+    checks need them as they need the scenario's own."""
+    p = world.pump.program
+    if p is not None and (not world.programs or world.programs[-1][1] is not p.raw):
+        world.programs.append((world.clock.now, p.raw, p.readback()))
+    wall = world.clock.wall_s()
+    t0, w0 = world.walls[-1]
+    if wall - w0 != (world.clock.now - t0) // 1000:
+        world.walls.append((world.clock.now, wall))
+
+
 def serve(world, port, keys, speed, out=print, stop_after_s=None):
     """Run the world in (scaled) real time with the link on port, until
     interrupted (SIGINT/SIGTERM) or stop_after_s of real time."""
@@ -155,8 +168,9 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None):
                 changed = link.poll(int(time.monotonic() * 1000))
             except PowerCut:      # a reset armed by the scenario hit the link's write
                 world.log("world", "fault", "power_cut", "reset in the middle of a storage write")
-                world.reboot()
+                world.reboot(RESET_POWER_ON)
                 continue
             if changed:
+                _note_changes(world)
                 world.cycle()     # a command: the pump decides at once, as on a board
     return link

@@ -311,7 +311,16 @@ class Pump:
             # reset; logged again, as the reset may have cut off its record
             self.catheter.occluded = True
             self.alarms.raise_(A.OCCLUSION)
-            self._event_later.append((E.ALARM, A.OCCLUSION, 0))
+            if not self._logged_active(A.OCCLUSION):
+                self._event_later.append((E.ALARM, A.OCCLUSION, 0))
+
+    def _logged_active(self, code):
+        """Does the event log end this alarm's story with it raised? (A reset
+        may have cut off the record; then it is logged again, once.)"""
+        for r in reversed(self.log.records):
+            if r[5] == code and r[4] in (E.ALARM, E.ALARM_CLEAR, E.ACK):
+                return r[4] == E.ALARM
+        return False
 
     def _distrust_therapy(self, ledger_ok, corrupt):
         """The therapy record in use may be one save old. A lost patient-bolus

@@ -84,53 +84,121 @@ COUNTER_SKIP = const(65536)  # how far the counters move on when their newest co
 
 
 def strict_json(b):
-    """True if b is plain JSON as CPython reads it. MicroPython's json also
-    takes a trailing comma, a leading zero or a NUL after the text; the same
-    signed frame must mean the same on a board as in the emulator."""
-    in_str = False
-    esc = False
-    prev = 0          # last byte outside a string that was not white space
-    digits_from = -1  # where the digits of the current integer part began
-    in_exp = False    # inside an exponent (1e05 is plain JSON)
-    for i in range(len(b)):
-        c = b[i]
-        if in_str:
-            if esc:
-                esc = False
-            elif c == 0x5C:       # backslash
-                esc = True
-            elif c == 0x22:       # quote
-                in_str = False
-                prev = c
-            elif c < 0x20:
-                return False
-            continue
-        if c in (0x20, 0x09, 0x0A, 0x0D):
-            digits_from = -1
-            in_exp = False
-            continue
-        if c < 0x20 or c > 0x7E:
-            return False
-        if 0x30 <= c <= 0x39:
-            if in_exp:
-                pass
-            elif digits_from < 0:
-                digits_from = i
-            elif i == digits_from + 1 and b[digits_from] == 0x30:   # 01
-                return False
-        elif c in (0x65, 0x45) and digits_from >= 0 or c == 0x2E:    # e, E, .
-            in_exp = True
-        elif c in (0x2D, 0x2B) and (in_exp or digits_from < 0):      # a sign
-            pass
-        else:
-            digits_from = -1
-            in_exp = False
+    """True if b is exactly one JSON value (RFC 8259) in ASCII, with optional
+    white space around it. MicroPython's json reads more than that (a trailing
+    comma, a missing colon, a leading zero, text after the value); the same
+    signed frame must mean the same on a board as in the emulator, so the
+    pump checks the grammar itself before parsing. Nesting is limited to 16."""
+    n = len(b)
+    for c in b:
+        if c > 0x7E:
+            return False        # hosts send ASCII (\u escapes for the rest)
+
+    def ws(i):
+        while i < n and b[i] in (0x20, 0x09, 0x0A, 0x0D):
+            i += 1
+        return i
+
+    def digits(i):
+        j = i
+        while j < n and 0x30 <= b[j] <= 0x39:
+            j += 1
+        return j
+
+    def string(i):              # b[i] is the opening quote
+        i += 1
+        while i < n:
+            c = b[i]
             if c == 0x22:
-                in_str = True
-            elif c in (0x7D, 0x5D) and prev == 0x2C:     # ,} or ,]
-                return False
-        prev = c
-    return not in_str
+                return i + 1
+            if c < 0x20:
+                return -1
+            if c == 0x5C:
+                i += 1
+                if i >= n:
+                    return -1
+                e = b[i]
+                if e == 0x75:   # \uXXXX
+                    if i + 4 >= n:
+                        return -1
+                    for k in range(1, 5):
+                        h = b[i + k]
+                        if not (0x30 <= h <= 0x39 or 0x41 <= h <= 0x46 or 0x61 <= h <= 0x66):
+                            return -1
+                    i += 4
+                elif e not in b'"\\/bfnrt':
+                    return -1
+            i += 1
+        return -1
+
+    def number(i):
+        if b[i] == 0x2D:
+            i += 1
+        if i >= n:
+            return -1
+        if b[i] == 0x30:
+            i += 1
+        elif 0x31 <= b[i] <= 0x39:
+            i = digits(i)
+        else:
+            return -1
+        if i < n and b[i] == 0x2E:
+            j = digits(i + 1)
+            if j == i + 1:
+                return -1
+            i = j
+        if i < n and b[i] in (0x65, 0x45):
+            i += 1
+            if i < n and b[i] in (0x2B, 0x2D):
+                i += 1
+            j = digits(i)
+            if j == i:
+                return -1
+            i = j
+        return i
+
+    def value(i, depth):
+        if depth > 16:
+            return -1
+        i = ws(i)
+        if i >= n:
+            return -1
+        c = b[i]
+        if c == 0x7B or c == 0x5B:          # { or [
+            close = 0x7D if c == 0x7B else 0x5D
+            i = ws(i + 1)
+            if i < n and b[i] == close:
+                return i + 1
+            while True:
+                if c == 0x7B:
+                    i = ws(i)
+                    if i >= n or b[i] != 0x22:
+                        return -1
+                    i = ws(string(i))
+                    if i < 0 or i >= n or b[i] != 0x3A:
+                        return -1
+                    i += 1
+                i = value(i, depth + 1)
+                if i < 0:
+                    return -1
+                i = ws(i)
+                if i >= n:
+                    return -1
+                if b[i] == 0x2C:
+                    i += 1
+                    continue
+                return i + 1 if b[i] == close else -1
+        if c == 0x22:
+            return string(i)
+        if c == 0x2D or 0x30 <= c <= 0x39:
+            return number(i)
+        for lit in (b"true", b"false", b"null"):
+            if b[i:i + len(lit)] == lit:
+                return i + len(lit)
+        return -1
+
+    end = value(0, 0)
+    return end >= 0 and ws(end) == n
 
 
 def _canon(v):
@@ -181,19 +249,25 @@ class Link:
         st, pay = self.rec.load()
         if st == REC_OK and len(pay) == 8:
             self.counters[P], self.counters[C] = struct.unpack("<II", pay)
-            if self.rec.suspect:
-                # A whole copy failed its check: perhaps the newest, so the last
-                # frame accepted may be newer than these counters. Move both on
-                # far enough that no recorded frame is fresh (hosts read the new
-                # counters from status), as the ledger counts one more stroke.
-                self.counters[P] += COUNTER_SKIP
-                self.counters[C] += COUNTER_SKIP
-                self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
-                self.pump.log_event(E.STORAGE, 6, 1)
-        elif st == REC_CORRUPT or st == REC_OK:
-            # Both copies damaged: the counters are lost. The replay window
+            if self.rec.damaged:
+                # A copy failed its check: perhaps the newest (a flipped length
+                # looks like a cut-off write), so the last frame accepted may be
+                # newer than these counters. Move both on far enough that no
+                # recorded frame is fresh (hosts read the new counters from
+                # status), as the ledger counts one more stroke.
+                self._skip(1)
+        elif st == REC_CORRUPT or st == REC_OK or self.rec.damaged:
+            # Every copy damaged: the counters are lost. The replay window
             # reopens for frames older than the loss; the pump says so.
             self.pump.log_event(E.STORAGE, 6, 0)
+
+    def _skip(self, why):
+        for role in (P, C):
+            c = self.counters[role] + COUNTER_SKIP
+            # at the top the role can send no more frames: better than a replay
+            self.counters[role] = c if c <= 0xFFFFFFFF else 0xFFFFFFFF
+        self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
+        self.pump.log_event(E.STORAGE, 6, why)
 
     # ------------------------------------------------------------ the stream
     def poll(self, now_ms):

@@ -1,0 +1,50 @@
+"""make mpy / flash / repl (host_tools/flash.py): the build for each board,
+and a clear message, not a traceback, for a missing or unknown board, port or
+key file. Flashing a real board needs one; it is not done here."""
+import os
+
+import pytest
+
+from host_tools import flash as FL
+from test_micropython import needs_mpy_cross
+
+
+@needs_mpy_cross
+@pytest.mark.parametrize("board", ["pico", "pico2", "esp32"])
+def test_mpy_builds_every_module_for_the_board(board, capsys):
+    assert FL.main(["mpy", board]) == 0
+    dest = os.path.join(FL.BUILD, board)
+    lib = os.path.join(dest, "lib")
+    pump = sorted(os.listdir(os.path.join(lib, "pump")))
+    hw = sorted(os.listdir(os.path.join(lib, "hw")))
+    src_pump = sorted(f[:-3] + ".mpy" for f in os.listdir(os.path.join(FL.FIRMWARE, "pump")) if f.endswith(".py"))
+    assert pump == src_pump
+    assert "simbus.mpy" not in hw and "motor.mpy" in hw          # the emulator's adapter stays out
+    assert os.path.exists(os.path.join(dest, "main.py")) and os.path.exists(os.path.join(dest, "board.json"))
+    for f in pump:
+        with open(os.path.join(lib, "pump", f), "rb") as fh:
+            assert fh.read(2) == b"M\x06"                              # mpy v6
+    assert "bytes of .mpy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["mpy", ""], "say which board"),
+    (["mpy", "uno"], "no board profile boards/uno.json"),
+    (["mpy", "sim"], "no board profile"),
+    (["flash", "pico", ""], "say which port"),
+    (["flash", "pico", "/dev/no-such-tty"], "is the board plugged in"),
+    (["flash", "nope", "/dev/null"], "no board profile"),
+    (["repl", ""], "say which port"),
+    ([], "mpy BOARD"),
+])
+def test_bad_requests_get_a_message_and_exit_2(argv, says, capsys):
+    assert FL.main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_flash_without_keys_says_how_to_make_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PUMP_KEYS", raising=False)
+    assert FL.main(["flash", "pico", "/dev/null"]) == 2
+    assert "pumpctl keys new" in capsys.readouterr().err
