@@ -21,12 +21,30 @@ class KeyError_(ValueError):
     pass
 
 
-def generate(path):
-    """Write a new key file (mode 0600) and return its keys."""
+def generate(path, force=False):
+    """Write a new key file (mode 0600) and return its keys.
+
+    An existing file is kept (FileExistsError): it may hold the keys a pump was
+    provisioned with. force=True replaces it. The mode is set on the open file,
+    so a replaced file does not keep its old permissions."""
     keys = {name: binascii.hexlify(os.urandom(32)).decode() for name in ROLES}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(keys, f, indent=1)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            fd = None
+            json.dump(keys, f, indent=1)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        if not force:
+            # a file this call created and could not finish: leave nothing half-written
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        raise
     return parse(keys, path)
 
 
@@ -54,6 +72,8 @@ def load_file(path):
         raise KeyError_("%s: no such key file (make one with: pumpctl keys new %s)" % (path, path))
     except ValueError as e:
         raise KeyError_("%s: not a JSON key file: %s" % (path, e))
+    except OSError as e:        # a directory, no permission, an I/O error
+        raise KeyError_("%s: cannot read the key file: %s" % (path, e.strerror or e))
     if not isinstance(obj, dict):
         raise KeyError_("%s: not a JSON object" % path)
     return parse(obj, path)

@@ -11,12 +11,14 @@ programmer link.
   pumpctl --port PORT alarms [list | ack NAME | silence | test]
   pumpctl --port PORT clock set (--now | --to YYYY-MM-DDTHH:MM[:SS])
   pumpctl --port PORT log export --out FILE.csv|FILE.json
-  pumpctl keys new FILE                           write a new role key file
+  pumpctl keys new FILE [--force]                 write a new role key file
+                                                  (--force: replace an existing FILE)
 
 PORT: a device (/dev/ttyACM0), a pty path, or a pyserial URL (socket://127.0.0.1:4000).
 Keys (clinician and patient): --keys FILE, else $PUMP_KEYS (a file), else
 $PUMP_CLINICIAN_KEY / $PUMP_PATIENT_KEY (hex), else ./pump-keys.json.
-Status and interrogate need no key.
+Status and interrogate need no key. `keys new` never overwrites a key file
+(it may hold the keys a pump was provisioned with) unless given --force.
 
 Exit status: 0 done; 1 the pump refused or rejected the request (its reason
 is printed); 2 bad usage or a bad file; 3 the port could not be opened or the
@@ -26,6 +28,8 @@ import argparse
 import csv
 import datetime
 import json
+import math
+import os
 import sys
 import tomllib
 
@@ -41,6 +45,90 @@ ALARM_CODES = {A.name(c): c for c in range(1, A.N_ALARMS)}
 
 class Usage(Exception):
     pass
+
+
+def _number(conv, s):
+    try:
+        v = conv(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % s)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError("%r is not a finite number" % s)
+    if v < 0:
+        raise argparse.ArgumentTypeError("%r is negative" % s)
+    return v
+
+
+def nonneg_int(s):
+    """argparse type: a whole number, 0 or more."""
+    return _number(int, s)
+
+
+def volume_ml(s):
+    """argparse type: a finite volume in mL, 0 or more, that converts to nL."""
+    v = _number(float, s)
+    if not math.isfinite(v * 1e6):
+        raise argparse.ArgumentTypeError("%r is too large" % s)
+    return v
+
+
+def timeout_s(s):
+    """argparse type: a finite number of seconds, more than 0."""
+    v = _number(float, s)
+    if v == 0:
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 s")
+    return v
+
+
+def load_program(path):
+    try:
+        with open(path, "rb") as f:
+            prog = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise Usage("%s: %s" % (path, e))
+    return prog.get("program", prog)
+
+
+def clock_to(text):
+    """--to: the pump's local time, without a zone (the pump keeps local time)."""
+    try:
+        t = datetime.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise Usage("--to needs a local time like 2026-03-29T03:00")
+    if t.tzinfo is not None:
+        raise Usage("--to takes the pump's local time without a zone or offset (like 2026-03-29T03:00), not %r"
+                    % text)
+    return t
+
+
+def open_export(path):
+    """Open (or create) the export file before any request goes out: -> (file,
+    created). An existing file is not truncated until there is something to
+    write to it."""
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            created = True
+        except FileExistsError:
+            fd = os.open(path, os.O_WRONLY)
+            created = False
+    except OSError as e:
+        raise Usage("cannot write %s: %s" % (path, e.strerror or e))
+    return os.fdopen(fd, "w", newline=None if path.endswith(".json") else ""), created
+
+
+def write_export(f, path, fields, rows):
+    try:
+        f.truncate(0)
+        if path.endswith(".json"):
+            json.dump(rows, f, indent=1)
+        else:
+            w = csv.DictWriter(f, fieldnames=fields + ["kind_name", "time"])
+            w.writeheader()
+            w.writerows(rows)
+        f.flush()
+    except OSError as e:
+        raise Usage("cannot write %s: %s" % (path, e.strerror or e))
 
 
 def _wall(s):
@@ -88,11 +176,36 @@ def show_readback(rb, out):
 
 def run(args, out=print, ask=input):
     if args.cmd == "keys":
-        K.generate(args.file)
+        try:
+            K.generate(args.file, force=args.force)
+        except FileExistsError:
+            raise Usage("%s already exists and may hold the keys a pump was provisioned with; "
+                        "add --force to replace it" % args.file)
+        except OSError as e:
+            raise Usage("cannot write %s: %s" % (args.file, e.strerror or e))
         out("wrote new patient and clinician keys to %s (mode 0600); provision the pump with the same file"
             % args.file)
         return EXIT_OK
     keys = K.find(args.keys)
+    # everything local (files, times) is checked before the port is opened
+    prog = load_program(args.file) if args.cmd == "program" else None
+    when = clock_to(args.to) if args.cmd == "clock" and not args.now else None
+    if args.cmd != "log":
+        return _run(args, out, ask, keys, prog, when, None)
+    f, created = open_export(args.out)
+    try:
+        with f:
+            return _run(args, out, ask, keys, prog, when, f)
+    except BaseException:
+        if created:        # nothing exported: leave no empty file behind
+            try:
+                os.unlink(args.out)
+            except OSError:
+                pass
+        raise
+
+
+def _run(args, out, ask, keys, prog, when, export):
     with PumpClient(args.port, keys, timeout=args.timeout) as pc:
         res = None
         if args.cmd == "status":
@@ -104,19 +217,17 @@ def run(args, out=print, ask=input):
             if not args.json:
                 show_interrogate(res, out)
         elif args.cmd == "program":
-            try:
-                with open(args.file, "rb") as f:
-                    prog = tomllib.load(f)
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise Usage("%s: %s" % (args.file, e))
-            prog = prog.get("program", prog)
             rb = pc.program(prog)
             if not args.json:
                 show_readback(rb["readback"], out)
             if not args.yes:
                 if not sys.stdin.isatty() and ask is input:
                     raise Usage("not confirmed: run on a terminal to confirm, or add --yes")
-                if ask("Put this program in force? [y/N] ").strip().lower() not in ("y", "yes"):
+                try:
+                    answer = ask("Put this program in force? [y/N] ")
+                except (EOFError, KeyboardInterrupt):
+                    answer = ""            # Ctrl-D or Ctrl-C at the prompt: no
+                if answer.strip().lower() not in ("y", "yes"):
                     out("not confirmed; the pump keeps its program")
                     return EXIT_REFUSED
             res = pc.confirm(rb["token"])
@@ -163,13 +274,7 @@ def run(args, out=print, ask=input):
                 if not args.json:
                     out("alarm test sounded")
         elif args.cmd == "clock":
-            if args.now:
-                t = datetime.datetime.now().replace(microsecond=0)
-            else:
-                try:
-                    t = datetime.datetime.fromisoformat(args.to)
-                except (TypeError, ValueError):
-                    raise Usage("--to needs a local time like 2026-03-29T03:00")
+            t = datetime.datetime.now().replace(microsecond=0) if args.now else when
             res = pc.set_clock(int((t - EPOCH).total_seconds()))
             if not args.json:
                 out("pump clock set to %s" % _wall(res["wall_s"]))
@@ -179,14 +284,7 @@ def run(args, out=print, ask=input):
             for r in rows:
                 r["kind_name"] = kind_name(r["kind"])
                 r["time"] = _wall(r["wall_s"])
-            if args.out.endswith(".json"):
-                with open(args.out, "w") as f:
-                    json.dump(rows, f, indent=1)
-            else:
-                with open(args.out, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=fields + ["kind_name", "time"])
-                    w.writeheader()
-                    w.writerows(rows)
+            write_export(export, args.out, fields, rows)
             res = {"records": len(rows), "file": args.out}
             if not args.json:
                 out("exported %d log records to %s" % (len(rows), args.out))
@@ -201,17 +299,17 @@ def parser():
     ap.add_argument("--port", help="device, pty path or pyserial URL")
     ap.add_argument("--keys", help="role key file (see above)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)")
+    ap.add_argument("--timeout", type=timeout_s, default=3.0, help="seconds to wait for an answer (default 3)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("status")
     sub.add_parser("interrogate")
     p = sub.add_parser("program")
-    p.add_argument("file")
+    p.add_argument("file", help="a program table (TOML)")
     p.add_argument("--yes", action="store_true", help="confirm without asking (scripts)")
     p = sub.add_parser("refill")
-    p.add_argument("--volume-ml", type=float, required=True)
-    p.add_argument("--concentration", type=int, required=True, help="ug/mL")
-    p.add_argument("--residual-ml", type=float, required=True, help="volume withdrawn before filling")
+    p.add_argument("--volume-ml", type=volume_ml, required=True)
+    p.add_argument("--concentration", type=nonneg_int, required=True, help="ug/mL")
+    p.add_argument("--residual-ml", type=volume_ml, required=True, help="volume withdrawn before filling")
     p = sub.add_parser("bolus")
     p.add_argument("--dose-ug", type=int)
     p.add_argument("--duration-min", type=int)
@@ -228,13 +326,15 @@ def parser():
     p.add_argument("action", choices=("set",))
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--now", action="store_true")
-    g.add_argument("--to")
+    g.add_argument("--to", help="the pump's local time, without a zone: YYYY-MM-DDTHH:MM[:SS]")
     p = sub.add_parser("log")
     p.add_argument("action", choices=("export",))
     p.add_argument("--out", required=True)
     p = sub.add_parser("keys")
     p.add_argument("action", choices=("new",))
     p.add_argument("file")
+    p.add_argument("--force", action="store_true",
+                   help="replace FILE if it exists (a pump provisioned with the old keys will refuse the new ones)")
     return ap
 
 

@@ -15,9 +15,19 @@ from pump.hmac256 import HMAC256
 
 SEQ0_GRACE_S = 0.3
 
+# what a port raises when it goes away in use (a pty whose other end closed, a
+# USB device unplugged): pyserial's own error, an OSError, or, from flush()
+# (tcdrain) on POSIX, termios.error, which is neither
+try:
+    import termios
+    PORT_ERRORS = (serial.SerialException, OSError, termios.error)
+except ImportError:     # Windows
+    PORT_ERRORS = (serial.SerialException, OSError)
+
 
 class LinkDown(Exception):
-    """The port could not be opened, or the pump did not answer in time."""
+    """The port could not be opened, failed while in use (PORT_ERRORS), or the
+    pump did not answer in time."""
 
 
 class MissingKey(Exception):
@@ -38,7 +48,7 @@ class PumpClient:
     def __init__(self, port, keys=None, timeout=3.0, baudrate=115200):
         try:
             self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
-        except (serial.SerialException, ValueError, OSError) as e:
+        except PORT_ERRORS + (ValueError,) as e:
             raise LinkDown("cannot open %s: %s" % (port, e))
         self.port = port
         self.timeout = timeout
@@ -60,10 +70,29 @@ class PumpClient:
     def _now_ms(self):
         return int(time.monotonic() * 1000)
 
+    def _lost(self, e):
+        # a request already on its way may have been carried out: say so, so
+        # nobody repeats a bolus on the strength of this error alone
+        return LinkDown("lost the link to %s: %s (a request already sent may have been carried out: "
+                        "check with status or interrogate before repeating it)" % (self.port, e))
+
     def send_raw(self, data):
         """Write bytes as they are (tests and fuzzing)."""
-        self.ser.write(data)
-        self.ser.flush()
+        try:
+            self.ser.write(data)
+            self.ser.flush()
+        except PORT_ERRORS as e:
+            raise self._lost(e)
+
+    def _read_some(self):
+        """One byte (waiting up to the port's short timeout), then all that is there."""
+        try:
+            data = self.ser.read(1)
+            if data and self.ser.in_waiting:
+                data += self.ser.read(self.ser.in_waiting)
+        except PORT_ERRORS as e:
+            raise self._lost(e)
+        return data
 
     def read_answer(self, seq=None, timeout=None):
         """-> (type, seq, answer dict) of the answer frame with this seq.
@@ -100,10 +129,7 @@ class PumpClient:
                 if seq0 is not None:
                     return seq0
                 raise LinkDown("no answer from %s within %.1f s" % (self.port, self.timeout))
-            # one byte (waiting up to the port's short timeout), then all that is there
-            data = self.ser.read(1)
-            if data and self.ser.in_waiting:
-                data += self.ser.read(self.ser.in_waiting)
+            data = self._read_some()
             if data:
                 self.reader.feed(data, self._now_ms())
 

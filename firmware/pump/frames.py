@@ -8,7 +8,7 @@
 # long, fails its CRC, or stops arriving (no byte for gap_ms) is dropped with an
 # error, and the reader looks for the next A5 5A: it resynchronises by itself.
 import struct
-from pump.compat import const, crc32
+from pump.compat import const, crc32_parts
 
 SYNC = b"\xa5\x5a"
 VERSION = const(1)
@@ -36,8 +36,8 @@ def encode(ftype, seq, payload, role=ROLE_NONE, counter=0, mac=None):
     if role != ROLE_NONE:
         body += mac.digest(body)
     head = SYNC + struct.pack("<H", len(body))
-    crc = crc32(head[2:] + body)
-    return head + body + struct.pack("<I", crc)
+    hi, lo = crc32_parts(head[2:] + body)
+    return head + body + struct.pack("<HH", lo, hi)
 
 
 def split_body(body):
@@ -100,8 +100,8 @@ class Reader:
             return (OVERSIZED if n > self.max_body else SHORT), None
         if len(buf) < 8 + n:
             return self._wait(now_ms)
-        (crc,) = struct.unpack_from("<I", buf, 4 + n)
-        if crc != crc32(bytes(buf[2:4 + n])):
+        lo, hi = struct.unpack_from("<HH", buf, 4 + n)
+        if (hi, lo) != crc32_parts(bytes(buf[2:4 + n])):
             self._drop(2)
             return BAD_CRC, None
         body = bytes(buf[4:4 + n])

@@ -7,7 +7,7 @@
 #
 # Frame: b"PR" | len:u16 | seq:u32 | payload | crc32:u32 (over all before it)
 import struct
-from pump.compat import crc32
+from pump.compat import crc32_parts
 
 _HEAD = "<2sHI"
 _HEAD_LEN = 8
@@ -19,7 +19,8 @@ CORRUPT = 2  # at least one copy exists and none checks
 
 def frame(seq, payload):
     body = struct.pack(_HEAD, b"PR", len(payload), seq) + bytes(payload)
-    return body + struct.pack("<I", crc32(body))
+    hi, lo = crc32_parts(body)
+    return body + struct.pack("<HH", lo, hi)      # the bytes of a little-endian u32
 
 
 def unframe(data):
@@ -29,8 +30,8 @@ def unframe(data):
     magic, n, seq = struct.unpack_from(_HEAD, data, 0)
     if magic != b"PR" or len(data) != _HEAD_LEN + n + 4:
         return None
-    (crc,) = struct.unpack_from("<I", data, _HEAD_LEN + n)
-    if crc != crc32(memoryview(data)[: _HEAD_LEN + n]):
+    lo, hi = struct.unpack_from("<HH", data, _HEAD_LEN + n)
+    if (hi, lo) != crc32_parts(memoryview(data)[: _HEAD_LEN + n]):
         return None
     return seq, bytes(data[_HEAD_LEN : _HEAD_LEN + n])
 
