@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
 	$(BIN)/python bench/link_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
