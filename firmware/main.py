@@ -117,9 +117,19 @@ def run(b, clock=time, max_passes=None):
     return passes
 
 
+def maintenance_requested(profile, machine):
+    """The patient button held down at power-on: do not start the pump (and
+    its watchdog), so the board stays at the REPL for mpremote and make flash."""
+    pin = machine.Pin(profile["pins"]["button"], machine.Pin.IN, machine.Pin.PULL_UP)
+    return pin.value() == 0
+
+
 def main():
     import machine
     profile = load_json("board.json")
+    if maintenance_requested(profile, machine):
+        print("pump: button held at start: maintenance, the pump is not started")
+        return
     keys = load_keys("keys.json")
     run(Board(profile, keys, machine))
 

@@ -1,6 +1,6 @@
 # The few things that differ between MicroPython and CPython, guarded here so
 # every other module imports one name and runs on both.
-import sys
+from sys import maxsize
 
 try:
     from micropython import const
@@ -18,7 +18,7 @@ except ImportError:  # a board built without binascii.crc32
 # two 16-bit halves (the same CRC-32, IEEE, as binascii's), so nothing on the
 # hot path allocates; where ints are 64-bit (CPython, the unix port) the C
 # routine is used and split.
-WIDE_INTS = sys.maxsize > (1 << 62)
+WIDE_INTS = maxsize > (1 << 62)
 _T_HI = None
 _T_LO = None
 

@@ -9,6 +9,7 @@ sim = {
     "stalled": False,        # a jammed motor gives no edges
     "adc": {},               # pin number -> read_u16 value
     "reset_cause": 1,
+    "held": (),              # input pins held low (a button pressed) from the start
 }
 log = []                     # ("pin", n, v) | ("freq", n, f) | ("duty", n, d) | ("feed",) | ("rtc", t)
 _pins = {}
@@ -38,6 +39,8 @@ class Pin:
         self.n = n
         # an input with a pull-up reads high until something pulls it down
         self.v = value if value is not None else (1 if pull == Pin.PULL_UP else 0)
+        if n in sim["held"] and mode == Pin.IN:
+            self.v = 0
         self.handler = None
         _pins[n] = self
         if value is not None and mode == Pin.OUT:

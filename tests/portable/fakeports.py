@@ -38,6 +38,7 @@ class Motor:
         self.jammed = False            # stall every stroke
         self.commands = 0
         self.dry_strokes = 0           # strokes commanded with the reservoir really empty
+        self.stall_times = []          # when strokes stalled (the test's own record)
         self._last = 1
 
     def stroke(self, kind):
@@ -45,6 +46,7 @@ class Motor:
         if self.jammed or self.stall_next > 0:
             if self.stall_next > 0:
                 self.stall_next -= 1
+                self.stall_times.append(self.clock.now)
             self._last = 0
             return
         if self.actual_nl < self.stroke_nl:
