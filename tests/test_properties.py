@@ -287,6 +287,11 @@ class PumpWorld(RuleBasedStateMachine):
             self._cause("ledger_lost", True)
             self.refilled_since_loss = False
             r.oracle.hold(r.now, True)
+            # the strokes the lost ledger counted since the last window snapshot
+            # are put in the windows as a full hour at the restart: after a refill
+            # and a new program the caps may still hold delivery back while that
+            # hour is in the windows (a day for the 24 h one)
+            r.oracle.disturb(r.now + DAY + 30 * MIN)
         elif lost or which == "therapy":
             # a lost or possibly stale therapy record puts the pump in its safe
             # state until a clinician reprograms: liveness is not owed meanwhile
