@@ -55,7 +55,6 @@ it; the generated test is capped at 40 examples).
 import bisect
 import csv
 import json
-import math
 import os
 import re
 import tempfile
@@ -834,40 +833,9 @@ def test_self_check_has_no_false_alarm(case, tmp_path):
 
 # --------------------------------------------------------------------------- generated scenarios
 CONCS = [1000, 2000]
-
-
-def make_program(conc, daily_ug=None, steps=None, pb=None, extra_daily=0, extra_hourly=0, **more):
-    """A program dict whose caps leave the headroom validation asks for
-    (copied from tests/test_properties.py)."""
-    if steps:
-        peak = max(s["daily_rate_ug"] for s in steps)
-        day_total = peak
-        prog = {"mode": "flex", "steps": steps}
-    else:
-        peak = day_total = daily_ug
-        prog = {"mode": "continuous", "daily_dose_ug": daily_ug}
-    stroke_ug = math.ceil(2 * STROKE * conc / 1_000_000) + 1
-    hourly = math.ceil(peak * 1.02 / 24) + stroke_ug + 1 + extra_hourly
-    if pb:
-        hourly += pb["dose_ug"]
-    daily = max(math.ceil(day_total * 1.01) + stroke_ug + 1 + extra_daily, hourly)
-    prog.update(concentration_ug_ml=conc, max_daily_ug=daily, max_hourly_ug=hourly)
-    if pb:
-        prog["patient_bolus"] = pb
-    prog.update(more)
-    return prog
-
-
-pbs = st.one_of(st.none(), st.fixed_dictionaries({
-    "dose_ug": st.integers(5, 40), "duration_min": st.integers(2, 30),
-    "lockout_min": st.integers(30, 240), "max_per_day": st.integers(1, 6)}))
-
-
-@st.composite
-def flex_steps(draw):
-    n = draw(st.integers(2, 5))
-    starts = sorted(draw(st.sets(st.integers(0, 1439), min_size=n, max_size=n)))
-    return [{"start_min": s, "daily_rate_ug": draw(st.integers(50, 900))} for s in starts]
+# programs with caps that leave the headroom validation asks for, as the
+# property tests build them
+from test_properties import make_program, pbs, flex_steps  # noqa: E402
 
 
 def _at(ms):
