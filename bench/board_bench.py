@@ -17,90 +17,51 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 BIN = os.path.dirname(sys.executable)
 
-DRIVER = r'''
-import gc, sys, json
-gc.collect()
-base = gc.mem_alloc()
-from fakeports import Hardware
-from pump.controller import Pump
-gc.collect()
-imported = gc.mem_alloc()
-prof = json.load(open(sys.argv[1]))
-days = int(sys.argv[2])
-hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
+PORTABLE = os.path.join(ROOT, "tests", "portable")
+PROFILE = os.path.join(ROOT, "boards", "sim.json")
 
 
-class Count:
-    """The fake motor's stroke trace, counted instead of kept (a board keeps none)."""
-    n = 0
+def _compile_lib(d):
+    """The core, the fake ports and the board's file store as .mpy, as on a board."""
+    from host_tools.flash import FIRMWARE
+    cross = os.path.join(BIN, "mpy-cross")
+    items = [("pump/" + n, os.path.join(FIRMWARE, "pump", n))
+             for n in os.listdir(os.path.join(FIRMWARE, "pump")) if n.endswith(".py")]
+    items += [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]
+    items += [("hw/" + n, os.path.join(FIRMWARE, "hw", n)) for n in ("__init__.py", "store.py")]
+    for rel, src in items:
+        out = os.path.join(d, rel[:-3] + ".mpy")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run([cross, "-s", rel, "-o", out, src], check=True)
 
-    def append(self, x):
-        self.n += 1
 
-    def __len__(self):
-        return self.n
-
-
-hw.motor.trace = Count()
-pump = Pump(prof, **hw.ports())
-pump.start()
-pump.refill(20000000, 2000, 0)
-hw.motor.actual_nl = 20000000
-pump.program_now({"mode": "continuous", "concentration_ug_ml": 2000, "daily_dose_ug": 200,
-                  "max_daily_ug": 240, "max_hourly_ug": 20})
-gc.collect()
-setup = gc.mem_alloc()
-peak = setup
-DAY = 86400000
-sleep = 1
-n = 0
-steady = None
-while hw.clock.now < days * DAY:
-    hw.clock.now += sleep
-    sleep = pump.cycle()
-    n += 1
-    if n % 200 == 0:
-        gc.collect()
-        a = gc.mem_alloc()
-        if a > peak:
-            peak = a
-    if steady is None and hw.clock.now > 2 * DAY:
-        # steady state: count what 500 strokes allocate, with the collector off
-        gc.collect()
-        gc.disable()
-        s0 = len(hw.motor.trace)
-        a0 = gc.mem_alloc()
-        while len(hw.motor.trace) < s0 + 500:
-            hw.clock.now += sleep
-            sleep = pump.cycle()
-        steady = (gc.mem_alloc() - a0) // 500
-        gc.enable()
-print("imported", imported - base)
-print("setup", setup - base)
-print("peak", peak - base)
-print("per_stroke", steady)
-print("strokes", len(hw.motor.trace))
-'''
+def _mp(args, lib, heap):
+    env = dict(os.environ, MICROPYPATH=lib)
+    r = subprocess.run([os.path.join(BIN, "micropython"), "-X", "heapsize=" + heap] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    return r.returncode, kv, r.stdout
 
 
 def heap_figures(days=30):
-    from host_tools.flash import FIRMWARE
-    cross = os.path.join(BIN, "mpy-cross")
+    out = {}
     with tempfile.TemporaryDirectory() as d:
-        os.makedirs(os.path.join(d, "pump"))
-        for name in os.listdir(os.path.join(FIRMWARE, "pump")):
-            if name.endswith(".py"):
-                subprocess.run([cross, "-s", "pump/" + name, os.path.join(FIRMWARE, "pump", name), "-o",
-                                os.path.join(d, "pump", name[:-3] + ".mpy")], check=True)
-        subprocess.run([cross, os.path.join(ROOT, "tests", "portable", "fakeports.py"), "-o",
-                        os.path.join(d, "fakeports.mpy")], check=True)
-        drv = os.path.join(d, "drv.py")
-        with open(drv, "w") as f:
-            f.write("import sys\nsys.path.insert(0, %r)\n" % d + DRIVER)
-        r = subprocess.run([os.path.join(BIN, "micropython"), "-X", "heapsize=4M", drv,
-                            os.path.join(ROOT, "boards", "sim.json"), str(days)],
-                           stdout=subprocess.PIPE, text=True, check=True)
-    return dict(line.split(" ", 1) for line in r.stdout.splitlines())
+        lib = os.path.join(d, "lib")
+        _compile_lib(lib)
+        for heap in ("64wK", "64K", "4M"):
+            store = os.path.join(d, "store-" + heap)
+            os.makedirs(store)
+            rc, kv, text = _mp([os.path.join(PORTABLE, "heap_driver.py"), PROFILE, str(days), store], lib, heap)
+            ok = rc == 0 and kv.get("faults") == "0" and kv.get("state") == "running"
+            out[heap] = (ok, kv, text.strip().splitlines()[-1] if not ok else "")
+        for daily in (20, 100, 800):
+            rc, kv, _ = _mp([os.path.join(PORTABLE, "alloc_driver.py"), PROFILE, str(daily)], lib, "1M")
+            out["alloc", daily] = kv
+            store = os.path.join(d, "alloc-store-%d" % daily)
+            os.makedirs(store)
+            rc, kv, _ = _mp([os.path.join(PORTABLE, "alloc_driver.py"), PROFILE, str(daily), store], lib, "1M")
+            out["alloc_file", daily] = kv
+    return out
 
 
 def sitl_figures(days=180):
@@ -124,11 +85,22 @@ def sitl_figures(days=180):
 
 def main():
     from host_tools.flash import build
-    print("board figures (firmware/pump under the MicroPython unix port):")
+    print("board figures (firmware/pump under the MicroPython unix port, 64-bit objects):")
     h = heap_figures()
-    print("  30-day run: heap after importing the core (.mpy) %s B, after setup %s B, live peak %s B"
-          % (h["imported"], h["setup"], h["peak"]))
-    print("  bytes allocated per stroke in steady state: %s (target 0)" % h["per_stroke"])
+    for heap, what in (("64wK", "word-scaled 64 KB: 128 KB on this 64-bit host"), ("64K", "literal 64 KB"),
+                       ("4M", "ample heap")):
+        ok, kv, why = h[heap]
+        if ok:
+            print("  30 days, heapsize=%-4s (%s): OK; live heap after the driver %s B, after import %s B, "
+                  "after setup %s B, peak %s B" % (heap, what, kv["live_after_driver_compile"],
+                                                  kv["live_after_import"], kv["live_after_setup"], kv["live_peak"]))
+        else:
+            print("  30 days, heapsize=%-4s (%s): FAILED: %s" % (heap, what, why))
+    for daily in (20, 100, 800):
+        a, f = h["alloc", daily], h["alloc_file", daily]
+        print("  bytes allocated per stroke at %3d ug/day: pump %d (target 0); with the board's file store "
+              "(open/rename) %d" % (daily, int(a["bytes"]) // int(a["strokes"]),
+                                    int(f["bytes"]) // int(f["strokes"])))
     for board in ("pico", "pico2", "esp32"):
         _, total = build(board, out=lambda *a: None)
         with open(os.path.join(ROOT, "boards", board + ".json")) as f:

@@ -290,6 +290,25 @@ def test_fill_newest_counts_as_the_most_recent():
 
 def test_window_arrays_are_unsigned_16_bit():
     g = Governor(STROKE)
-    assert g.day.counts.typecode == "H" and len(g.day.counts) == G.DAY_SLOTS
+    assert g.day.counts.format == "H" and len(g.day.counts) == G.DAY_SLOTS
     assert len(g.day.dump()) == 2 * G.DAY_SLOTS
     assert len(g.hour.dump()) == 2 * G.HOUR_SLOTS
+
+
+def test_windows_in_shared_memory_keep_their_own_slots():
+    # the pump keeps both windows inside the window record's frame: one u16
+    # array, day slots then hour slots, after a header the windows never touch
+    mem = array("H", bytes(2 * (10 + G.DAY_SLOTS + G.HOUR_SLOTS + 2)))
+    g = Governor(STROKE, mem, 10)
+    g.set_limits(10 ** 9, 10 ** 9)
+    for k in range(50):
+        g.record(0, k * 7000)
+    assert sum(mem[:10]) == 0 and sum(mem[-2:]) == 0
+    assert sum(mem[10:10 + G.DAY_SLOTS]) == 50 == g.day.total
+    assert sum(mem[10 + G.DAY_SLOTS:10 + G.DAY_SLOTS + G.HOUR_SLOTS]) == 50 == g.hour.total
+    # a load copies into those same slots
+    h = Governor(STROKE)
+    h.day.load(g.day.head, g.day.dump())
+    assert list(h.day.counts) == list(g.day.counts)
+    g.day.load(0, bytes(2 * G.DAY_SLOTS))
+    assert sum(mem[10:10 + G.DAY_SLOTS]) == 0 and g.day.total == 0

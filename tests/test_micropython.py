@@ -232,10 +232,12 @@ def test_mpy_cross_compiles_firmware(arch, tmp_path):
 
 # ---------------------------------------------------------------------------- (c)
 # Modules the core may import: present in CPython and in every MicroPython port
-# the design names. `micropython` only behind try/except ImportError (CPython lacks it).
+# the design names. `micropython` and `uctypes` only behind try/except ImportError
+# (CPython lacks them).
 # hashlib: sha256 is in the unix, rp2 and esp32 ports (the link's MAC is built on it)
 ALLOWED_IMPORTS = {"json", "struct", "array", "binascii", "gc", "hashlib"}
-GUARDED_IMPORTS = {"micropython"}
+# uctypes: a bytes view of an array's memory, where memoryview has no cast()
+GUARDED_IMPORTS = {"micropython", "uctypes"}
 # Called out by name for a clearer message (MicroPython lacks them, or the core must
 # not touch hardware, clocks, files or randomness directly).
 FORBIDDEN_IMPORTS = {"typing", "dataclasses", "enum", "abc", "functools", "hmac", "machine", "time",
@@ -365,143 +367,17 @@ def test_portability_checker_catches_what_it_should(tmp_path):
 
 
 # ---------------------------------------------------------------------------- (d)
-HEAP_DRIVER = r'''
-import sys
-import json
-import gc
-try:
-    import micropython
-except ImportError:
-    micropython = None
-
-gc.collect()
-base = gc.mem_alloc()
-from fakeports import Hardware
-from pump.controller import Pump
-
-DAY = 86400000
-with open(sys.argv[1]) as f:
-    prof = json.load(f)
-days = int(sys.argv[2])
-gc.collect()
-imported = gc.mem_alloc()
-def out(line):
-    # a too-small heap may fail even here: say what can be said
-    try:
-        print(line)
-    except MemoryError:
-        pass
-
-
-faults = [0, "none"]         # count, first one
-bolus_errors = [0, "none"]
-
-
-def note(box, e):
-    box[0] += 1
-    if box[0] == 1:
-        try:
-            box[1] = "%s: %s" % (type(e).__name__, e)
-        except MemoryError:
-            box[1] = "MemoryError (while describing it)"
-
-
-class HeapPump(Pump):
-    def _fault(self, e):
-        # a MemoryError inside cycle() is swallowed by the firmware into a fault
-        # stop: note it here so a too-small heap cannot pass unnoticed
-        note(faults, e)
-        if faults[0] == 1 and hasattr(sys, "print_exception"):
-            sys.print_exception(e)
-        Pump._fault(self, e)
-
-
-hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
-pump = HeapPump(prof, **hw.ports())
-pump.start()
-pump.refill(20000000, 500, 0)
-hw.motor.actual_nl = 20000000
-pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
-                  "max_daily_ug": 120, "max_hourly_ug": 12,
-                  "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
-                                    "max_per_day": 4}})
-gc.collect()
-setup = gc.mem_alloc()
-peak = setup
-clock = hw.clock
-trace = hw.motor.trace
-sounds = hw.annunciator.sounds
-end = days * DAY
-bolus_at = DAY // 2
-wake = 0
-wakes = 0
-strokes = 0
-nsounds = 0
-boluses = 0
-while wake <= end:
-    clock.now = wake
-    if wake >= bolus_at:
-        bolus_at += DAY
-        try:
-            if pump.patient_bolus():
-                boluses += 1
-        except Exception as e:
-            note(bolus_errors, e)
-    wake += pump.cycle()
-    wakes += 1
-    # the fakes keep lists of what happened; count and drop them so the heap
-    # measures the pump, not the test's records
-    if trace:
-        strokes += len(trace)
-        trace.clear()
-    if sounds:
-        nsounds += len(sounds)
-        sounds.clear()
-    if wakes % 256 == 0:
-        gc.collect()
-        a = gc.mem_alloc()
-        if a > peak:
-            peak = a
-# what went wrong first, before anything else needs memory
-out("faults=%d" % faults[0])
-out("first_fault=%s" % faults[1])
-out("bolus_errors=%d" % bolus_errors[0])
-out("first_bolus_error=%s" % bolus_errors[1])
-gc.collect()
-final = gc.mem_alloc()
-store_bytes = 0
-for k in hw.store.data:
-    store_bytes += len(hw.store.data[k])
-state = pump.state()
-gc.collect()
-
-
-out("days=%d" % days)
-out("wakes=%d" % wakes)
-out("strokes=%d" % strokes)
-out("boluses=%d" % boluses)
-out("state=%s" % state)
-out("dry_strokes=%d" % hw.motor.dry_strokes)
-out("sounds=%d" % nsounds)
-out("heap_total=%d" % (gc.mem_alloc() + gc.mem_free()))
-out("live_after_driver_compile=%d" % base)
-out("live_after_import=%d" % imported)
-out("live_after_setup=%d" % setup)
-out("live_peak=%d" % peak)
-out("live_final=%d" % final)
-out("store_keys=%d" % len(hw.store.data))
-out("store_bytes=%d" % store_bytes)
-if micropython is not None and hasattr(micropython, "mem_peak"):
-    out("mem_peak=%d" % micropython.mem_peak())
-'''
+HEAP_DRIVER = os.path.join(PORTABLE, "heap_driver.py")
 
 HEAP_DAYS = 30
 # 100 ug/day at 500 ug/mL = 800 strokes/day, plus one 40-stroke patient bolus a day
 HEAP_EXPECTED_STROKES = HEAP_DAYS * 800 + HEAP_DAYS * 40
 
 
-def _heap_run(heap, path, driver):
-    r = _run([MICROPYTHON, "-X", "heapsize=" + heap, driver, PROFILE, str(HEAP_DAYS)],
+def _heap_run(heap, path, driver, store_dir):
+    shutil.rmtree(store_dir, ignore_errors=True)
+    os.makedirs(store_dir)
+    r = _run([MICROPYTHON, "-X", "heapsize=" + heap, driver, PROFILE, str(HEAP_DAYS), store_dir],
              _env(MICROPYPATH=path), timeout=120)
     kv = {}
     for line in r.stdout.decode(errors="replace").splitlines():
@@ -529,52 +405,70 @@ def _heap_run(heap, path, driver):
     return ok, kv, why, r
 
 
+@pytest.fixture(scope="module")
+def board_lib(tmp_path_factory):
+    """The core, the fake ports and the board's file store precompiled to .mpy,
+    as they would be on a board."""
+    lib = tmp_path_factory.mktemp("board_lib")
+    items = [("pump/" + n, os.path.join(PUMP_DIR, n)) for n in firmware_modules()]
+    items += [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]
+    items += [("hw/" + n, os.path.join(FIRMWARE, "hw", n)) for n in ("__init__.py", "store.py")]
+    for rel, src in items:
+        out = lib / (rel[:-3] + ".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([MPY_CROSS, "-s", rel, "-o", str(out), src], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        assert r.returncode == 0, r.stdout
+    return lib
+
+
 @pytest.mark.micropython
 @needs_micropython
 @needs_mpy_cross
-def test_thirty_days_in_a_small_heap(tmp_path, capsys):
-    # Precompile as for a board: the core and the fake ports as .mpy, in tmp_path.
-    lib = tmp_path / "lib"
-    (lib / "pump").mkdir(parents=True)
-    for name in firmware_modules():
-        r = subprocess.run([MPY_CROSS, "-s", "pump/" + name, "-o", str(lib / "pump" / (name[:-3] + ".mpy")),
-                            os.path.join(PUMP_DIR, name)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=60)
-        assert r.returncode == 0, r.stdout
-    r = subprocess.run([MPY_CROSS, "-s", "fakeports.py", "-o", str(lib / "fakeports.mpy"),
-                        os.path.join(PORTABLE, "fakeports.py")], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=60)
-    assert r.returncode == 0, r.stdout
-    driver = str(tmp_path / "heap_driver.py")
-    with open(driver, "w") as f:
-        f.write(HEAP_DRIVER)
+def test_thirty_days_in_a_small_heap(tmp_path, capsys, board_lib):
+    lib = board_lib
+    driver = HEAP_DRIVER
+    store_dir = str(tmp_path / "store")
 
-    lines = ["", "MicroPython %d-day continuous run, firmware precompiled to .mpy "
-             "(unix port: 64-bit objects, larger than on a 32-bit board):" % HEAP_DAYS]
-    smallest = None
-    for heap in ("64K", "96K", "128K"):
-        ok, kv, why, res = _heap_run(heap, str(lib), driver)
+    # The budget is MicroPython's word-scaled 64 KB, -X heapsize=64wK: 64 KB times
+    # the word size over 4, so 131 072 bytes on this 64-bit host, where pointers,
+    # small ints and object headers are twice a 32-bit board's. The literal 64K is
+    # run too and reported, not asserted: the core's bytecode alone (loaded from
+    # .mpy into the heap) is about 75 KB of the ~100 KB peak here.
+    lines = ["", "MicroPython %d-day continuous run, firmware precompiled to .mpy, records in "
+             "files (the board's store):" % HEAP_DAYS]
+    results = {}
+    for heap in ("64wK", "64K"):
+        ok, kv, why, res = _heap_run(heap, str(lib), driver, store_dir)
+        results[heap] = ok
         if ok:
-            smallest = (heap, kv)
-            lines.append("  heapsize=%-5s OK      wakes=%s strokes=%s live: after import %s, after setup %s, "
-                         "peak %s, final %s; fake store %s B in %s keys; micropython.mem_peak=%s "
-                         "(malloc counter, not live heap)"
-                         % (heap, kv["wakes"], kv["strokes"], kv["live_after_import"], kv["live_after_setup"],
-                            kv["live_peak"], kv["live_final"], kv["store_bytes"], kv["store_keys"],
-                            kv.get("mem_peak", "n/a")))
-            break
-        lines.append("  heapsize=%-5s FAILED  %s" % (heap, why))
-    # For comparison (printed only): importing from source also needs the compiler's RAM.
-    if smallest is not None:
-        src_path = os.pathsep.join([FIRMWARE, PORTABLE])
-        for heap in ("128K", "160K", "192K", "256K"):
-            ok, kv, why, res = _heap_run(heap, src_path, driver)
-            if ok:
-                lines.append("  from .py source: smallest heap tried that works: %s (live peak %s)"
-                             % (heap, kv["live_peak"]))
-                break
-            lines.append("  from .py source: heapsize=%s FAILED  %s" % (heap, why))
+            lines.append("  heapsize=%-5s OK      wakes=%s strokes=%s heap %s B; live: after the driver %s, "
+                         "after import %s, after setup %s, peak %s, final %s; store %s B in %s files"
+                         % (heap, kv["wakes"], kv["strokes"], kv["heap_total"], kv["live_after_driver_compile"],
+                            kv["live_after_import"], kv["live_after_setup"], kv["live_peak"],
+                            kv["live_final"], kv["store_bytes"], kv["store_keys"]))
+        else:
+            lines.append("  heapsize=%-5s FAILED  %s" % (heap, why))
     with capsys.disabled():
         print("\n".join(lines))
-    assert smallest is not None, "the pump does not complete %d days in 128K of heap:\n%s" % (
+    assert results["64wK"], "the pump does not complete %d days in a word-scaled 64 KB heap:\n%s" % (
         HEAP_DAYS, "\n".join(lines))
+
+
+ALLOC_DRIVER = os.path.join(PORTABLE, "alloc_driver.py")
+
+
+@pytest.mark.micropython
+@needs_micropython
+@needs_mpy_cross
+@pytest.mark.parametrize("daily_ug", [20, 100, 800])
+def test_a_stroke_allocates_nothing_in_steady_state(board_lib, daily_ug):
+    # 20 ug/day: a stroke every 22 min, each the first of its 5-min slot, so each
+    # one also saves the governor's windows; 800 ug/day: one every 81 s.
+    r = _run([MICROPYTHON, "-X", "heapsize=1M", ALLOC_DRIVER, PROFILE, str(daily_ug)],
+             _env(MICROPYPATH=str(board_lib)))
+    assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")
+    kv = dict(line.split("=", 1) for line in r.stdout.decode().splitlines() if "=" in line)
+    assert kv["state"] == "running" and int(kv["strokes"]) == 500, kv     # it pumps
+    assert int(kv["bytes"]) == 0, "%s bytes allocated over 500 strokes (%s wake-ups)" % (
+        kv["bytes"], kv["wakes"])

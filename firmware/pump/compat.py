@@ -1,12 +1,18 @@
 # The few things that differ between MicroPython and CPython, guarded here so
 # every other module imports one name and runs on both.
 from sys import maxsize
+from struct import pack_into, unpack_from
 
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(x):
         return x
+
+try:
+    from uctypes import addressof as _addressof, bytearray_at as _bytearray_at
+except ImportError:  # CPython: memoryview.cast does it
+    _addressof = _bytearray_at = None
 
 try:
     from binascii import crc32 as _crc32
@@ -42,8 +48,13 @@ def _tables():
     _T_HI, _T_LO = hi_t, lo_t
 
 
-def crc32_halves(data):
-    """CRC-32 of data as (high 16 bits, low 16 bits), with small ints only."""
+def crc32_into(data, buf, off, wide=True):
+    """Write the CRC-32 of data into buf[off:off + 4], little-endian, allocating
+    nothing (a record is framed in place at every stroke). wide=False forces
+    the small-int routine (a 64-bit host's tests check it against binascii)."""
+    if wide and WIDE_INTS and _crc32 is not None:
+        pack_into("<I", buf, off, _crc32(data) & 0xFFFFFFFF)
+        return
     if _T_HI is None:
         _tables()
     th, tl = _T_HI, _T_LO
@@ -53,15 +64,33 @@ def crc32_halves(data):
         i = (lo ^ b) & 0xFF
         lo = ((lo >> 8) | ((hi & 0xFF) << 8)) ^ tl[i]
         hi = (hi >> 8) ^ th[i]
-    return hi ^ 0xFFFF, lo ^ 0xFFFF
+    pack_into("<HH", buf, off, lo ^ 0xFFFF, hi ^ 0xFFFF)
+
+
+def _halves(data, wide):
+    b = bytearray(4)
+    crc32_into(data, b, 0, wide)
+    lo, hi = unpack_from("<HH", b, 0)
+    return hi, lo
+
+
+def crc32_halves(data):
+    """CRC-32 of data as (high 16 bits, low 16 bits), with small ints only."""
+    return _halves(data, False)
 
 
 def crc32_parts(data):
     """CRC-32 of data as (high 16 bits, low 16 bits)."""
-    if WIDE_INTS and _crc32 is not None:
-        c = _crc32(data) & 0xFFFFFFFF
-        return c >> 16, c & 0xFFFF
-    return crc32_halves(data)
+    return _halves(data, True)
+
+
+def byte_view(arr, nbytes):
+    """A writable bytes view of an array's memory (no copy): records whose
+    payload is an array are framed in it. MicroPython's memoryview has no
+    cast(), so there it is a uctypes view, valid while arr is alive."""
+    if _addressof is None:
+        return memoryview(arr).cast("B")
+    return _bytearray_at(_addressof(arr), nbytes)
 
 
 def crc32(data):

@@ -8,13 +8,16 @@
 # through the ports handed to it. cycle() never lets an exception out; a
 # fault is logged, alarmed, and the pump stops.
 import json
+import struct
+from array import array
 from pump.compat import const
 from pump.units import DAY_S, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
 from pump.monotime import PumpTime
 from pump.program import (Program, ProgramError, validate, MAX_BOLUS_UG, fastest_bolus_nl_day,
                           bolus_too_fast)
 from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
-from pump.governor import Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR
+from pump.governor import (Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR, DAY_SLOTS,
+                           RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
 from pump.ledger import Ledger
 from pump.record import ABRecord, OK, MISSING, CORRUPT
 from pump.reservoir import Reservoir, REFILL_DISCREPANCY as RECONCILE_BAD
@@ -100,7 +103,11 @@ class Pump:
         self.fastest_nl_day = fastest_bolus_nl_day(self.stroke_nl, self.stroke_ms)
         self.time = PumpTime()
         self.schedule = Schedule(self.stroke_nl)
-        self.governor = Governor(self.stroke_nl)
+        # The windows' counts live inside the window record's frame (u16 items:
+        # 8-byte record header, 12 bytes of heads and lifetime, the counts, the
+        # CRC), so snapshotting them at a stroke copies and allocates nothing.
+        win = array("H", bytes(2 * WIN_ITEMS))
+        self.governor = Governor(self.stroke_nl, win, 10)
         self.ledger = Ledger(store)
         self.reservoir = Reservoir(profile["reservoir_nl"], self.stroke_nl,
                                    profile.get("empty_nl", 0), profile.get("accuracy_pct", 15),
@@ -113,7 +120,7 @@ class Pump:
         self.alarms = A.Alarms(annunciator)
         self.log = E.EventLog(store, profile.get("log_size", 64), log_sink)
         self.therapy_rec = ABRecord(store, "therapy")
-        self.window_rec = ABRecord(store, "window")
+        self.window_rec = ABRecord(store, "window", WIN_PAYLOAD, win)
         self.program = None
         self.safe_mode = False
         self.stop = NEEDS_PROGRAM
@@ -153,8 +160,8 @@ class Pump:
         tst, tpay = self.therapy_rec.load()
         wst, wpay = self.window_rec.load()
         self.time.restore(0, 0)
-        if self.log.records:   # nor earlier than the newest event it logged
-            newest = self.log.records[-1]
+        if len(self.log):   # nor earlier than the newest event it logged
+            newest = self.log.entry(-1)
             self._later(newest[1], newest[2])
         self._event_later = []
         self._therapy_damaged = False
@@ -317,7 +324,8 @@ class Pump:
     def _logged_active(self, code):
         """Does the event log end this alarm's story with it raised? (A reset
         may have cut off the record; then it is logged again, once.)"""
-        for r in reversed(self.log.records):
+        for i in range(len(self.log) - 1, -1, -1):
+            r = self.log.entry(i)
             if r[5] == code and r[4] in (E.ALARM, E.ALARM_CLEAR, E.ACK):
                 return r[4] == E.ALARM
         return False
@@ -356,10 +364,7 @@ class Pump:
         self.safe_mode = True
 
     def _load_window(self, payload):
-        import struct
-        from pump.governor import DAY_SLOTS, HOUR_SLOTS
-        n = 12 + 2 * DAY_SLOTS + 2 * HOUR_SLOTS
-        if len(payload) != n:
+        if len(payload) != WIN_PAYLOAD:
             return False
         dh, hh, life = struct.unpack_from("<III", payload, 0)
         self.governor.day.load(dh, payload[12:12 + 2 * DAY_SLOTS])
@@ -368,10 +373,9 @@ class Pump:
         return True
 
     def _save_window(self):
-        import struct
         g = self.governor
-        self.window_rec.save(struct.pack("<III", g.day.head, g.hour.head, self.ledger.lifetime)
-                             + g.day.dump() + g.hour.dump())
+        struct.pack_into("<III", self.window_rec.payload, 0, g.day.head, g.hour.head, self.ledger.lifetime)
+        self.window_rec.save()
 
     def _save_therapy(self):
         t = {"program": None if (self.program is None or self.safe_mode) else self.program.raw,

@@ -29,7 +29,9 @@ KIND_NAMES = ("", "alarm", "alarm_clear", "refill", "program", "reset", "fault",
               "bolus", "suspend", "resume", "clock", "silence", "ack", "alarm_test",
               "override", "prime", "bridge", "storage", "link")
 
-_FMT = "<IIiBBii"   # day, ms, wall_s, kind, code, a, b
+_FMT = "<IIiBBii"   # day, ms, wall_s, kind, code, a, b (a record's payload)
+_REC = "<IIIiBBii"  # seq first: one entry of the ring in memory
+_REC_LEN = const(26)
 
 
 def kind_name(kind):
@@ -37,16 +39,44 @@ def kind_name(kind):
 
 
 class EventLog:
+    """The last `size` events, kept packed in one buffer (26 bytes each, not a
+    tuple of eight ints each) and read out as tuples on demand."""
+
     def __init__(self, store, size=64, sink=None):
         self.store = store
         self.size = size
         self.sink = sink      # optional callable(seq, day, ms, wall_s, kind, code, a, b)
         self.seq = 0
-        self.records = []     # (seq, day, ms, wall_s, kind, code, a, b), oldest first
+        self._ring = bytearray(size * _REC_LEN)
+        self._first = 0       # ring index of the oldest entry
+        self._n = 0           # entries held
         self.corrupt = 0      # slots found damaged at load
 
     def _key(self, seq):
         return "log.%02d" % (seq % self.size)
+
+    @property
+    def records(self):
+        """(seq, day, ms, wall_s, kind, code, a, b) tuples, oldest first."""
+        return [self.entry(i) for i in range(self._n)]
+
+    def entry(self, i):
+        """The i-th entry held, oldest first (negative: from the newest)."""
+        if i < 0:
+            i += self._n
+        return struct.unpack_from(_REC, self._ring, ((self._first + i) % self.size) * _REC_LEN)
+
+    def __len__(self):
+        return self._n
+
+    def _append(self, seq, day, ms, wall_s, kind, code, a, b):
+        if self._n < self.size:
+            j = (self._first + self._n) % self.size
+            self._n += 1
+        else:
+            j = self._first
+            self._first = (self._first + 1) % self.size
+        struct.pack_into(_REC, self._ring, j * _REC_LEN, seq, day, ms, wall_s, kind, code, a, b)
 
     def load(self):
         recs = []
@@ -61,7 +91,10 @@ class EventLog:
                 continue
             recs.append((r[0],) + struct.unpack(_FMT, r[1]))
         recs.sort()
-        self.records = recs[-self.size:]
+        self._first = 0
+        self._n = 0
+        for r in recs[-self.size:]:
+            self._append(*r)
         self.seq = recs[-1][0] if recs else 0
         return self.corrupt
 
@@ -69,10 +102,7 @@ class EventLog:
         # pack first: a value that does not fit changes nothing
         body = struct.pack(_FMT, day, ms, wall_s, kind, code, a, b)
         self.seq += 1
-        rec = (self.seq, day, ms, wall_s, kind, code, a, b)
-        self.records.append(rec)
-        if len(self.records) > self.size:
-            self.records.pop(0)
+        self._append(self.seq, day, ms, wall_s, kind, code, a, b)
         if self.sink is not None:
-            self.sink(*rec)
+            self.sink(self.seq, day, ms, wall_s, kind, code, a, b)
         self.store.write(self._key(self.seq), frame(self.seq, body))

@@ -15,6 +15,10 @@ DAY_SLOT_MS = const(300000)
 DAY_SLOTS = const(289)      # 288 slots span 24 h; one more covers a partial slot
 HOUR_SLOT_MS = const(10000)
 HOUR_SLOTS = const(361)
+# The windows' record: day head, hour head, lifetime (u32 each), then the
+# counts; framed (8-byte header, 4-byte CRC) it is RECORD_ITEMS u16 items.
+RECORD_PAYLOAD = const(12 + 2 * (DAY_SLOTS + HOUR_SLOTS))
+RECORD_ITEMS = const((8 + RECORD_PAYLOAD + 4) // 2)
 _DAY_SLOTS_PER_DAY = const(288)
 _HOUR_SLOTS_PER_DAY = const(8640)
 
@@ -30,13 +34,27 @@ NO_LIMITS = const(5)
 class Window:
     """Stroke counts per slot over a sliding window; slot index is absolute."""
 
-    def __init__(self, n, slot_ms, per_day):
+    def __init__(self, n, slot_ms, per_day, mem=None, off=0):
+        """mem, off: a u16 array whose items off..off+n keep the counts (the
+        window record's frame, saved without a copy), or None for an array."""
         self.n = n
         self.slot_ms = slot_ms
         self.per_day = per_day
-        self.counts = array("H", [0] * n)
+        self.mem = array("H", bytes(2 * n)) if mem is None else mem
+        self.off = off
+        self.counts = memoryview(self.mem)[off:off + n]
         self.head = 0       # absolute index of the newest slot
         self.total = 0
+
+    # a view cannot be copied: a copy keeps the memory and makes its view again
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        del d["counts"]
+        return d
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.counts = memoryview(self.mem)[self.off:self.off + self.n]
 
     def index(self, day, ms):
         return day * self.per_day + ms // self.slot_ms
@@ -72,6 +90,13 @@ class Window:
             strokes = room
         self.add(strokes)
 
+    def take_back(self, idx):
+        """Remove one stroke counted in absolute slot idx, if still in the window."""
+        j = idx % self.n
+        if self.head - idx < self.n and self.counts[j] > 0:
+            self.counts[j] -= 1
+            self.total -= 1
+
     def rescale(self, num, den):
         """Re-express counts in strokes of another strength. Every window the
         governor will ever check is a run of slots ending at the newest, so the
@@ -96,26 +121,38 @@ class Window:
         self.total = t
 
     def dump(self):
-        return bytes(self.counts)
+        """The counts as 2n bytes, u16 little-endian."""
+        out = bytearray(2 * self.n)
+        for i in range(self.n):
+            c = self.counts[i]
+            out[2 * i] = c & 0xFF
+            out[2 * i + 1] = c >> 8
+        return bytes(out)
 
     def load(self, head, raw):
+        """Counts from dump()'s bytes, copied into this window's own slots."""
         self.head = head
-        self.counts = array("H", raw)
         t = 0
-        for c in self.counts:
+        for i in range(self.n):
+            c = raw[2 * i] | (raw[2 * i + 1] << 8)
+            self.counts[i] = c
             t += c
         self.total = t
 
 
 class Governor:
-    def __init__(self, stroke_nl):
+    def __init__(self, stroke_nl, mem=None, off=0):
+        """mem, off: a u16 array whose items from off keep both windows' counts
+        (day then hour: the window record's frame), or None for arrays."""
         self.stroke_nl = stroke_nl
-        self.day = Window(DAY_SLOTS, DAY_SLOT_MS, _DAY_SLOTS_PER_DAY)
-        self.hour = Window(HOUR_SLOTS, HOUR_SLOT_MS, _HOUR_SLOTS_PER_DAY)
+        self.day = Window(DAY_SLOTS, DAY_SLOT_MS, _DAY_SLOTS_PER_DAY, mem, off)
+        self.hour = Window(HOUR_SLOTS, HOUR_SLOT_MS, _HOUR_SLOTS_PER_DAY, mem,
+                           off + DAY_SLOTS if mem is not None else 0)
         self.cap_day = 0      # strokes per 24 h
         self.cap_hour = 0     # strokes per 1 h
         self.limits_set = False
-        self._last = None     # slots of the last recorded stroke, for unrecord
+        self._last_day = -1   # slots of the last recorded stroke, for unrecord
+        self._last_hour = -1
 
     def set_limits(self, max_daily_nl, max_hourly_nl):
         self.cap_day = max_daily_nl // self.stroke_nl
@@ -158,16 +195,14 @@ class Governor:
         self.roll(day, ms)
         self.day.add(1)
         self.hour.add(1)
-        self._last = (self.day.head, self.hour.head)
+        self._last_day = self.day.head
+        self._last_hour = self.hour.head
 
     def unrecord(self):
         """The motor reported the last recorded stroke stalled: it did not move,
         so it leaves the windows (the reservoir count trusts the same report)."""
-        if self._last is None:
+        if self._last_day < 0:
             return
-        for w, idx in ((self.day, self._last[0]), (self.hour, self._last[1])):
-            j = idx % w.n
-            if w.head - idx < w.n and w.counts[j] > 0:
-                w.counts[j] -= 1
-                w.total -= 1
-        self._last = None
+        self.day.take_back(self._last_day)
+        self.hour.take_back(self._last_hour)
+        self._last_day = self._last_hour = -1

@@ -17,8 +17,7 @@ FIELDS = ("day", "ms", "strokes", "lifetime", "fill_nl", "conc", "bridge_left_nl
 
 class Ledger:
     def __init__(self, store):
-        self.rec = ABRecord(store, "ledger")
-        self.buf = bytearray(struct.calcsize(_FMT))
+        self.rec = ABRecord(store, "ledger", struct.calcsize(_FMT))
         self.day = 0
         self.ms = 0
         self.strokes = 0          # counted since the last fill
@@ -34,7 +33,7 @@ class Ledger:
 
     def load(self):
         status, payload = self.rec.load()
-        if status == OK and len(payload) == len(self.buf):
+        if status == OK and len(payload) == self.rec.frame.n:
             v = struct.unpack(_FMT, payload)
             (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
              self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
@@ -46,7 +45,8 @@ class Ledger:
     def _pack(self, day, ms):
         self.day = day
         self.ms = ms
-        struct.pack_into(_FMT, self.buf, 0, day, ms, self.strokes, self.lifetime,
+        # packed in the record's own frame: a stroke's save allocates nothing
+        struct.pack_into(_FMT, self.rec.payload, 0, day, ms, self.strokes, self.lifetime,
                          self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
                          self.max_daily_nl, self.max_hourly_nl, self.dose_ug_min)
 
@@ -59,10 +59,10 @@ class Ledger:
         self.lifetime -= 1
         self._pack(day, ms)
         if self.last_was_stroke:
-            self.rec.rewrite_newest(self.buf)
+            self.rec.rewrite_newest()
         else:   # another save came between (a program change): both copies
-            self.rec.save(self.buf)
-            self.rec.save(self.buf)
+            self.rec.save()
+            self.rec.save()
         self.last_was_stroke = False
 
     def save(self, day, ms, both=False, stroke=False):
@@ -71,6 +71,6 @@ class Ledger:
         from before the change, whose larger fill or older caps would be unsafe."""
         self._pack(day, ms)
         self.last_was_stroke = stroke
-        self.rec.save(self.buf)
+        self.rec.save()
         if both:
-            self.rec.save(self.buf)
+            self.rec.save()

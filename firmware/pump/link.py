@@ -402,7 +402,12 @@ class Link:
 
     def _do_log(self, args):
         after = _arg(args, "after_seq", 0, 0x7FFFFFFF, 0)
-        recs = [list(r) for r in self.pump.log.records if r[0] > after][:LOG_PAGE]
+        log = self.pump.log
+        recs = []
+        for i in range(len(log)):
+            r = log.entry(i)
+            if r[0] > after and len(recs) < LOG_PAGE:
+                recs.append(list(r))
         return {"records": recs, "last_seq": self.pump.log.seq,
                 "fields": ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"]}
 

@@ -7,7 +7,7 @@
 #
 # Frame: b"PR" | len:u16 | seq:u32 | payload | crc32:u32 (over all before it)
 import struct
-from pump.compat import crc32_parts
+from pump.compat import crc32_parts, crc32_into, byte_view
 
 _HEAD = "<2sHI"
 _HEAD_LEN = 8
@@ -18,9 +18,42 @@ CORRUPT = 2  # at least one copy exists and none checks
 
 
 def frame(seq, payload):
-    body = struct.pack(_HEAD, b"PR", len(payload), seq) + bytes(payload)
-    hi, lo = crc32_parts(body)
-    return body + struct.pack("<HH", lo, hi)      # the bytes of a little-endian u32
+    f = Frame(len(payload))
+    f.payload[:] = payload
+    return bytes(f.seal(seq))
+
+
+class Frame:
+    """One record's frame kept in a buffer for the pump's life: the payload is
+    written in place and seal() adds the header and CRC, so saving a record at
+    every stroke allocates nothing. mem: an array of HEAD + n + 4 bytes whose
+    memory is the frame (the governor counts in it), or None for a bytearray."""
+
+    def __init__(self, n, mem=None):
+        self.n = n
+        self.mem = bytearray(_HEAD_LEN + n + 4) if mem is None else mem
+        self._views()
+
+    def _views(self):
+        self.buf = self.mem if isinstance(self.mem, bytearray) else byte_view(self.mem, _HEAD_LEN + self.n + 4)
+        mv = memoryview(self.buf)
+        self.body = mv[:_HEAD_LEN + self.n]
+        self.payload = mv[_HEAD_LEN:_HEAD_LEN + self.n]
+
+    # views cannot be copied: a copy (the emulator's tests copy whole pumps)
+    # keeps the memory and makes its views again
+    def __getstate__(self):
+        return {"n": self.n, "mem": self.mem}
+
+    def __setstate__(self, state):
+        self.n = state["n"]
+        self.mem = state["mem"]
+        self._views()
+
+    def seal(self, seq):
+        struct.pack_into(_HEAD, self.buf, 0, b"PR", self.n, seq)
+        crc32_into(self.body, self.buf, _HEAD_LEN + self.n)
+        return self.buf
 
 
 def unframe(data):
@@ -48,13 +81,21 @@ def torn(data):
 class ABRecord:
     """One named record kept as two copies, name.a and name.b, in a store port."""
 
-    def __init__(self, store, name):
+    def __init__(self, store, name, size=None, mem=None):
+        """size: a fixed payload size, framed in place (see Frame): fill
+        self.payload and call save() with no argument. The store copies what
+        it is given, so the buffer is reused."""
         self.store = store
         self.keys = (name + ".a", name + ".b")
+        self.frame = None if size is None else Frame(size, mem)
         self.seq = 0
         self._next = 0  # index of the copy the next save overwrites
         self.damaged = 0  # copies present but not intact at the last load
         self.suspect = 0  # of those, copies as long as an intact record
+
+    @property
+    def payload(self):
+        return self.frame.payload
 
     def load(self):
         """-> (status, payload). Also positions the next save on the older copy.
@@ -90,13 +131,19 @@ class ABRecord:
         self._next = 1 - best_i
         return OK, best[1]
 
-    def save(self, payload):
+    def _framed(self, payload):
+        if payload is None:
+            return self.frame.seal(self.seq)
+        return frame(self.seq, payload)
+
+    def save(self, payload=None):
+        """Save payload, or with none the in-place payload (size given)."""
         self.seq += 1
-        self.store.write(self.keys[self._next], frame(self.seq, payload))
+        self.store.write(self.keys[self._next], self._framed(payload))
         self._next = 1 - self._next
 
-    def rewrite_newest(self, payload):
+    def rewrite_newest(self, payload=None):
         """Write over the newest copy, keeping the older one as the fallback: for
         undoing the last save when the older copy already holds the state wanted."""
         self.seq += 1
-        self.store.write(self.keys[1 - self._next], frame(self.seq, payload))
+        self.store.write(self.keys[1 - self._next], self._framed(payload))

@@ -33,7 +33,9 @@ class Motor:
         self.clock = clock
         self.stroke_nl = stroke_nl
         self.actual_nl = reservoir_nl  # what is really in the reservoir
-        self.trace = []                # (t_ms, kind) of every completed stroke
+        self.trace = []                # (t_ms, kind) of every completed stroke, or None:
+        #                                a memory measurement keeps only the count
+        self.completed = 0             # completed strokes
         self.stall_next = 0            # stall this many coming strokes
         self.jammed = False            # stall every stroke
         self.commands = 0
@@ -52,7 +54,9 @@ class Motor:
         if self.actual_nl < self.stroke_nl:
             self.dry_strokes += 1
         self.actual_nl -= self.stroke_nl
-        self.trace.append((self.clock.now, kind))
+        self.completed += 1
+        if self.trace is not None:
+            self.trace.append((self.clock.now, kind))
         self._last = 1
 
     def result(self):

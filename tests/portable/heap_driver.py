@@ -1,0 +1,135 @@
+# A 30-day continuous run for the small-heap test and `make bench`, under the
+# MicroPython unix port with the core precompiled to .mpy on MICROPYPATH:
+#   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR
+# Prints key=value lines: what happened, and the live heap at each stage.
+import sys
+import os
+import json
+import gc
+try:
+    import micropython
+except ImportError:
+    micropython = None
+
+gc.collect()
+base = gc.mem_alloc()
+from fakeports import Hardware
+from hw.store import FileStore
+from pump.controller import Pump
+
+DAY = 86400000
+with open(sys.argv[1]) as f:
+    prof = json.load(f)
+days = int(sys.argv[2])
+store_dir = sys.argv[3]
+gc.collect()
+imported = gc.mem_alloc()
+def out(line):
+    # a too-small heap may fail even here: say what can be said
+    try:
+        print(line)
+    except MemoryError:
+        pass
+
+
+faults = [0, "none"]         # count, first one
+bolus_errors = [0, "none"]
+
+
+def note(box, e):
+    box[0] += 1
+    if box[0] == 1:
+        try:
+            box[1] = "%s: %s" % (type(e).__name__, e)
+        except MemoryError:
+            box[1] = "MemoryError (while describing it)"
+
+
+class HeapPump(Pump):
+    def _fault(self, e):
+        # a MemoryError inside cycle() is swallowed by the firmware into a fault
+        # stop: note it here so a too-small heap cannot pass unnoticed
+        note(faults, e)
+        if faults[0] == 1 and hasattr(sys, "print_exception"):
+            sys.print_exception(e)
+        Pump._fault(self, e)
+
+
+hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
+hw.store = FileStore(store_dir)    # the board's store: records in files, not in the heap
+hw.motor.trace = None              # the fake motor counts strokes instead of listing them
+pump = HeapPump(prof, **hw.ports())
+pump.start()
+pump.refill(20000000, 500, 0)
+hw.motor.actual_nl = 20000000
+pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
+                  "max_daily_ug": 120, "max_hourly_ug": 12,
+                  "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
+                                    "max_per_day": 4}})
+gc.collect()
+setup = gc.mem_alloc()
+peak = setup
+clock = hw.clock
+sounds = hw.annunciator.sounds
+end = days * DAY
+bolus_at = DAY // 2
+wake = 0
+wakes = 0
+strokes = 0
+nsounds = 0
+boluses = 0
+while wake <= end:
+    clock.now = wake
+    if wake >= bolus_at:
+        bolus_at += DAY
+        try:
+            if pump.patient_bolus():
+                boluses += 1
+        except Exception as e:
+            note(bolus_errors, e)
+    wake += pump.cycle()
+    wakes += 1
+    # the fake annunciator lists what it played; count and drop it so the heap
+    # measures the pump, not the test's records
+    if sounds:
+        nsounds += len(sounds)
+        sounds.clear()
+    if wakes % 256 == 0:
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > peak:
+            peak = a
+# what went wrong first, before anything else needs memory
+out("faults=%d" % faults[0])
+out("first_fault=%s" % faults[1])
+out("bolus_errors=%d" % bolus_errors[0])
+out("first_bolus_error=%s" % bolus_errors[1])
+gc.collect()
+final = gc.mem_alloc()
+strokes = hw.motor.completed
+store_bytes = 0
+store_keys = 0
+for name in os.listdir(store_dir):
+    store_keys += 1
+    store_bytes += os.stat(store_dir + "/" + name)[6]
+state = pump.state()
+gc.collect()
+
+
+out("days=%d" % days)
+out("wakes=%d" % wakes)
+out("strokes=%d" % strokes)
+out("boluses=%d" % boluses)
+out("state=%s" % state)
+out("dry_strokes=%d" % hw.motor.dry_strokes)
+out("sounds=%d" % nsounds)
+out("heap_total=%d" % (gc.mem_alloc() + gc.mem_free()))
+out("live_after_driver_compile=%d" % base)
+out("live_after_import=%d" % imported)
+out("live_after_setup=%d" % setup)
+out("live_peak=%d" % peak)
+out("live_final=%d" % final)
+out("store_keys=%d" % store_keys)
+out("store_bytes=%d" % store_bytes)
+if micropython is not None and hasattr(micropython, "mem_peak"):
+    out("mem_peak=%d" % micropython.mem_peak())
