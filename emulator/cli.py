@@ -67,7 +67,7 @@ def cmd_serve(args):
     from emulator.serve import PtyPort, TcpPort, serve
     from host_tools import keys as K
     sc = load(find(args.scenario))
-    w = World(sc, seed=args.seed)
+    w = World(sc, seed=args.seed, runtime=args.runtime)
     path = args.keys or os.environ.get("PUMP_KEYS") or K.DEFAULT_FILE
     if not os.path.exists(path):
         if path != K.DEFAULT_FILE:
@@ -118,6 +118,9 @@ def main(argv=None):
     pace.add_argument("--realtime", action="store_true", help="the same as --speed 1")
     srv.add_argument("--keys", help="role key file (default $PUMP_KEYS or ./pump-keys.json, created if missing)")
     srv.add_argument("--seed", type=int, default=None)
+    srv.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                     help="cpython: the firmware and its link in this process (default); micropython: "
+                          "both in a separate micropython process (SITL), pumpctl talking to it")
     srv.add_argument("--out", help="on exit, write trace.csv, events.csv and report.json here")
     args = ap.parse_args(argv)
     if args.cmd == "serve" and args.speed <= 0:

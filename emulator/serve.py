@@ -19,6 +19,7 @@ from pump.controller import RESET_POWER_ON
 from pump.link import Link
 
 from emulator.store import PowerCut
+from emulator.sitl import SitlLink
 
 WRITE_WAIT_S = 0.2     # how long an answer waits for a programmer that does not read
 
@@ -119,12 +120,27 @@ class TcpPort:
         self.srv.close()
 
 
-def _note_changes(world):
+def _program_in_force(world, link):
+    """-> (identity, raw, read-back) of the program in force, or None."""
+    if isinstance(link, SitlLink):        # the pump is in the micropython process
+        return None if link.program is None else tuple(link.program)
+    p = world.pump.program
+    return None if p is None else (id(p), p.raw, p.readback())
+
+
+def _attach(world, port, keys):
+    if world.runtime == "micropython":
+        return SitlLink(world.pump, port, keys)
+    return Link(world.pump, port, keys)
+
+
+def _note_changes(world, link, seen):
     """A program or a clock setting that came over the link: the report's
     checks need them as they need the scenario's own."""
-    p = world.pump.program
-    if p is not None and (not world.programs or world.programs[-1][1] is not p.raw):
-        world.programs.append((world.clock.now, p.raw, p.readback()))
+    p = _program_in_force(world, link)
+    if p is not None and (not world.programs or seen[0] != p[0]):
+        world.programs.append((world.clock.now, p[1], p[2]))
+    seen[0] = None if p is None else p[0]
     wall = world.clock.wall_s()
     t0, w0 = world.walls[-1]
     if wall - w0 != (world.clock.now - t0) // 1000:
@@ -134,9 +150,13 @@ def _note_changes(world):
 def serve(world, port, keys, speed, out=print, stop_after_s=None):
     """Run the world in (scaled) real time with the link on port, until
     interrupted (SIGINT/SIGTERM) or stop_after_s of real time."""
-    link = Link(world.pump, port, keys)
-    pump = world.pump
     world.begin()
+    link = _attach(world, port, keys)
+    pump = world.pump
+    seen = [None]        # identity of the program last noted
+    p = _program_in_force(world, link)
+    if p is not None:
+        seen[0] = p[0]
     t0 = time.monotonic()
     v0 = world.clock.now
     stopping = []
@@ -155,7 +175,7 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None):
         world.advance_to(target)
         if world.pump is not pump:           # the pump reset: the link restarts with it
             pump = world.pump
-            link = Link(pump, port, keys)
+            link = _attach(world, port, keys)
         # sleep until the next virtual event, a byte on the link, or 50 ms
         nxt = world.next_time()
         wait = max(0.0, min(0.05, (nxt - world.clock.now) / 1000.0 / speed))
@@ -171,6 +191,6 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None):
                 world.reboot(RESET_POWER_ON)
                 continue
             if changed:
-                _note_changes(world)
+                _note_changes(world, link, seen)
                 world.cycle()     # a command: the pump decides at once, as on a board
     return link

@@ -138,3 +138,29 @@ class SitlPump:
                     "acknowledge", "alarm_test", "set_clock"):
             return lambda *args: self._call(name, *args)
         raise AttributeError(name)
+
+
+class _PartialFrame:
+    """What serve looks at on the link's reader: a frame half read waits for
+    its rest (or for the frame timeout) in the pump process."""
+    buf = b""
+
+
+class SitlLink:
+    """The programmer link of a SITL pump: the firmware's own Link runs in the
+    micropython process; this side forwards the port's bytes to it and writes
+    its answers back, so pumpctl talks to the MicroPython firmware itself."""
+
+    def __init__(self, pump, port, keys):
+        self.pump, self.port = pump, port
+        self.reader = _PartialFrame()
+        self.program = None           # [id, raw, read-back] in force, after the last poll
+        pump._do("keys " + json.dumps({str(role): hexlify(k).decode() for role, k in keys.items()}))
+
+    def poll(self, now_ms):
+        data = self.port.read()
+        changed, out, partial, self.program = self.pump._do("link %d %s" % (now_ms, hexlify(data).decode()))
+        self.reader.buf = b"." if partial else b""
+        if out:
+            self.port.write(unhexlify(out))
+        return changed

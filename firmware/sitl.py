@@ -6,20 +6,53 @@
 #   "<ticks> <wall_s> start <cause>" | "<ticks> <wall_s> cycle <battery> <result>"
 #   | "<ticks> <wall_s> facts"
 #   | "<ticks> <wall_s> call <method> <json args>"   (the clock at that moment first)
+#   | "<ticks> <wall_s> keys <json {role: hex key}>"  (attach the programmer link)
+#   | "<ticks> <wall_s> link <now_ms> <hex bytes>"    (bytes from the programmer)
 #   -> "R <json>" | "X <error class> <json [field, reason] or [code]>"
 #      | "X PowerLost []" (the emulator cut the power in a storage write)
 # Event-log records go out as "L <json record>" as the pump writes them.
 import json
 import sys
+from binascii import hexlify, unhexlify
 
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".")
 
 from hw.simbus import Bus, PowerLost, SimClock, SimMotor, SimPressure, SimBattery, SimStore, SimAnnunciator
 from pump.controller import Pump, CommandError, Refused
 from pump.program import ProgramError
+from pump.link import Link
 
 # what a command may return, as JSON
 RESULTS = {"program_now": lambda p: p.readback()}
+
+
+class PipePort:
+    """The programmer link's port: the bytes of one "link" command in, the
+    answer bytes collected for its reply."""
+
+    def __init__(self):
+        self.inbox = b""
+        self.out = bytearray()
+
+    def read(self):
+        data = self.inbox
+        self.inbox = b""
+        return data
+
+    def write(self, data):
+        self.out += data
+
+
+def link_poll(link, port, now_ms, data):
+    """-> [changed, answer hex, a frame half read, the program in force as
+    [id, raw, read-back] or None] (the emulator notes program changes)."""
+    port.inbox = data
+    changed = link.poll(now_ms)
+    out = hexlify(bytes(port.out)).decode()
+    port.out = bytearray()
+    p = link.pump.program
+    prog = None if p is None else [id(p), p.raw, p.readback()]
+    return [changed, out, len(link.reader.buf) > 0, prog]
 
 
 def main():
@@ -35,6 +68,8 @@ def main():
     battery = SimBattery(bus)
     pump = Pump(profile, clock=clock, motor=motor, pressure=SimPressure(bus),
                 battery=battery, store=SimStore(bus), annunciator=SimAnnunciator(bus), log_sink=sink)
+    link = None
+    port = PipePort()
     while True:
         line = sys.stdin.readline()
         if not line:
@@ -56,6 +91,14 @@ def main():
                 res = None
             elif cmd == "facts":
                 res = pump.facts()
+            elif cmd == "keys":
+                keys = {}
+                for role, key in json.loads(rest.split(" ", 1)[1]).items():
+                    keys[int(role)] = unhexlify(key)
+                link = Link(pump, port, keys)
+                res = None
+            elif cmd == "link":
+                res = link_poll(link, port, int(parts[1]), unhexlify(parts[2]) if len(parts) > 2 else b"")
             elif cmd == "call":
                 name = parts[1]
                 res = getattr(pump, name)(*json.loads(parts[2]))
