@@ -48,3 +48,29 @@ def test_flash_without_keys_says_how_to_make_them(tmp_path, monkeypatch, capsys)
     monkeypatch.delenv("PUMP_KEYS", raising=False)
     assert FL.main(["flash", "pico", "/dev/null"]) == 2
     assert "pumpctl keys new" in capsys.readouterr().err
+
+
+def test_freeze_manifest_freezes_what_a_flash_copies():
+    # boards/manifest.py (MicroPython's manifest language, run here with stand-ins
+    # for its functions) must name the same modules `make flash` copies, and only
+    # files that exist: a module missing from a frozen build fails at boot
+    flash = FL
+    frozen = []
+    here = flash.BOARDS
+
+    def package(name, files=None, base_path=".", opt=None):
+        pkg_dir = os.path.join(here, base_path, name)
+        names = files if files is not None else sorted(f for f in os.listdir(pkg_dir) if f.endswith(".py"))
+        for f in names:
+            assert os.path.exists(os.path.join(pkg_dir, f)), f
+            frozen.append(name + "/" + f)
+
+    included = []
+    with open(os.path.join(here, "manifest.py")) as f:
+        exec(compile(f.read(), "boards/manifest.py", "exec"),
+             {"package": package, "include": included.append, "module": None, "freeze": None})
+    assert included == ["$(PORT_DIR)/boards/manifest.py"]     # the port's own frozen modules stay
+    copied = ["%s/%s" % (pkg, n) for pkg in ("pump", "hw")
+              for n in sorted(os.listdir(os.path.join(flash.FIRMWARE, pkg)))
+              if n.endswith(".py") and n not in flash.SIM_ONLY]
+    assert sorted(frozen) == sorted(copied)
