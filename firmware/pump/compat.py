@@ -25,17 +25,17 @@ except ImportError:  # a board built without binascii.crc32
 # hot path allocates; where ints are 64-bit (CPython, the unix port) the C
 # routine is used and split.
 WIDE_INTS = maxsize > (1 << 62)
-_T_HI = None
-_T_LO = None
+_T24 = None       # CRC-32 table split: bits 8..31 (24 bits, a small int everywhere)
+_T8 = None        # and bits 0..7
 
 
 def _tables():
-    global _T_HI, _T_LO
+    global _T24, _T8
     from array import array
-    hi_t = array("H", bytes(512))
-    lo_t = array("H", bytes(512))
+    t24 = array("I", bytes(1024))
+    t8 = array("B", bytes(256))
     for n in range(256):
-        hi, lo = 0, n
+        hi, lo = 0, n          # the table entry as 16-bit halves, to stay small
         for _ in range(8):
             carry = lo & 1
             lo = (lo >> 1) | ((hi & 1) << 15)
@@ -43,9 +43,9 @@ def _tables():
             if carry:
                 hi ^= 0xEDB8
                 lo ^= 0x8320
-        hi_t[n] = hi
-        lo_t[n] = lo
-    _T_HI, _T_LO = hi_t, lo_t
+        t24[n] = (hi << 8) | (lo >> 8)
+        t8[n] = lo & 0xFF
+    _T24, _T8 = t24, t8
 
 
 def crc32_into(data, buf, off, wide=True):
@@ -55,16 +55,16 @@ def crc32_into(data, buf, off, wide=True):
     if wide and WIDE_INTS and _crc32 is not None:
         pack_into("<I", buf, off, _crc32(data) & 0xFFFFFFFF)
         return
-    if _T_HI is None:
+    if _T24 is None:
         _tables()
-    th, tl = _T_HI, _T_LO
-    hi = 0xFFFF
-    lo = 0xFFFF
-    for b in data:
-        i = (lo ^ b) & 0xFF
-        lo = ((lo >> 8) | ((hi & 0xFF) << 8)) ^ tl[i]
-        hi = (hi >> 8) ^ th[i]
-    pack_into("<HH", buf, off, lo ^ 0xFFFF, hi ^ 0xFFFF)
+    t24, t8 = _T24, _T8
+    a = 0xFFFFFF       # the CRC register held as bits 8..31 and bits 0..7:
+    b = 0xFF           # both small ints on a 32-bit board
+    for x in data:
+        i = b ^ x
+        b = (a & 0xFF) ^ t8[i]
+        a = (a >> 8) ^ t24[i]
+    pack_into("<BBH", buf, off, b ^ 0xFF, (a & 0xFF) ^ 0xFF, (a >> 8) ^ 0xFFFF)
 
 
 def _halves(data, wide):
