@@ -7,8 +7,18 @@
 # never sleeps, and hands commands to the pump the way the firmware main loop
 # does after a programmer frame: run the command, then let the pump decide at
 # once.
+#
+# The engine and the models it builds run under CPython and under MicroPython
+# alike (the student lab runs them in the browser, in the MicroPython
+# WebAssembly build): a World can be given its board profile and a scenario
+# made from plain data (emulator/preset.py), so it needs no file access.
 import json
-import os
+
+try:
+    import os
+    os.path.dirname
+except (ImportError, AttributeError):   # MicroPython: no os.path (profiles come as dicts)
+    os = None
 
 from pump.controller import Pump, Refused, CommandError, RESET_POWER_ON, RESET_WATCHDOG, RESET_SOFT, REFUSAL_NAMES
 from pump.program import ProgramError
@@ -23,8 +33,8 @@ from emulator.patient import PatientModel, HOUR_MS
 from emulator.reservoir import ReservoirModel
 from emulator.store import StoreModel, PowerCut
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BOARDS = os.path.join(ROOT, "boards")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if os is not None else None
+BOARDS = os.path.join(ROOT, "boards") if os is not None else None
 RESET_CAUSES = {"power_on": RESET_POWER_ON, "watchdog": RESET_WATCHDOG, "soft": RESET_SOFT}
 SERIES_EVERY = 6          # reservoir and battery: every 6th patient sample
 
@@ -47,12 +57,15 @@ class Annunciator:
 class World:
     """One pump and everything around it, for one scenario run."""
 
-    def __init__(self, scenario, seed=None, runtime="cpython"):
+    def __init__(self, scenario, seed=None, runtime="cpython", profile=None):
+        """scenario: a checked Scenario (emulator.scenario.load, or
+        emulator.preset.from_plain); profile: the board profile as a dict
+        (default: boards/<scenario's board>.json)."""
         sc = scenario
         self.runtime = runtime
         self.sc = sc
         self.seed = sc.seed if seed is None else seed
-        self.profile = load_profile(sc.board)
+        self.profile = load_profile(sc.board) if profile is None else profile
         ph = sc.physics
         self.clock = ClockModel(sc.start_wall_s, **ph["clock"])
         self.store = StoreModel()

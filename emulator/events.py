@@ -54,3 +54,44 @@ def describe(kind, code, a, b):
     if kind == E.SILENCE:
         return k, "silence", "%d alarms" % a
     return k, str(code), "%d %d" % (a, b)
+
+
+def alarm_summary(raw_events):
+    """Each alarm the pump logged: first raised, how often, when cleared or
+    acknowledged. raw_events: [(t_ms, kind, code, a, b)] as the firmware logged
+    them. -> [dict] oldest first (report.json's `alarms`; the lab page shows the same)."""
+    alarms = {}
+    for t, kind, code, a, b in raw_events:
+        if kind == E.ALARM:
+            nm = A.name(code)
+            al = alarms.get(nm)
+            if al is None:
+                al = alarms[nm] = {"alarm": nm, "critical": bool(A.CRITICAL[code]),
+                                   "first_raised_ms": t, "raised": 0, "cleared_ms": []}
+            al["raised"] += 1
+        elif kind in (E.ALARM_CLEAR, E.ACK) and A.name(code) in alarms:
+            alarms[A.name(code)]["cleared_ms"].append(t)
+    return sorted(alarms.values(), key=lambda a: a["first_raised_ms"])
+
+
+def expectations(expect, raw_events, flags):
+    """A scenario's [[expect]] against the run: the pump's logged alarm raises
+    and the patient model's flags. -> [{expect, ok, first_ms}]."""
+    from emulator.preset import fmt_time
+    out = []
+    for x in expect:
+        if "alarm" in x:
+            times = [t for t, kind, code, a, b in raw_events if kind == E.ALARM and A.name(code) == x["alarm"]
+                     and t >= x["after_ms"]]
+            hit = [t for t in times if x["within_ms"] is None or t <= x["after_ms"] + x["within_ms"]]
+            ok = bool(hit) == x["raised"]
+            what = "alarm %s %s" % (x["alarm"], "raised" if x["raised"] else "not raised")
+            if x["within_ms"] is not None:
+                what += " within %d min of %s" % (x["within_ms"] // 60000, fmt_time(x["after_ms"]))
+            out.append({"expect": what, "ok": ok, "first_ms": hit[0] if hit else None})
+        else:
+            hit = [f["t_ms"] for f in flags if f["flag"] == x["flag"]]
+            ok = bool(hit) == x["raised"]
+            out.append({"expect": "patient flag %s %s" % (x["flag"], "raised" if x["raised"] else "not raised"),
+                        "ok": ok, "first_ms": hit[0] if hit else None})
+    return out

@@ -5,8 +5,9 @@
 # jitter. The firmware reads the result (completed or stalled) at its next
 # wake-up. Stalls: a transient one for the next N strokes, a permanent jam, or
 # a jam that comes after N more strokes (shaft wear). Every stroke, stalled or
-# not, costs battery charge.
-import random
+# not, costs battery charge. The jitter comes from a small integer generator
+# (emulator/prng.py), so a seed gives the same run in CPython and MicroPython.
+from emulator.prng import XorShift32
 
 PARAMS = {
     "bias_permille": 0,       # systematic volume error per stroke: -50 is 5 % under
@@ -27,7 +28,7 @@ class MotorModel:
         self.stroke_nl = stroke_nl
         self.bias = bias_permille
         self.jitter = jitter_permille
-        self.rng = random.Random(seed)
+        self.rng = XorShift32(seed)
         self.stall_next = 0        # stall this many coming strokes
         self.jammed = False
         self.jam_after = -1        # jam after this many more completed strokes

@@ -66,62 +66,89 @@ class PatientModel:
         return daily_ug / 24.0 / self.clearance_ml_h * 1000.0
 
 
-def assess(samples, params, lumbar, tissue, sample_ms):
-    """Flags from the sampled level. samples: [(t_ms, ng/mL, steady-state ng/mL
-    or None when no dose is programmed)]. -> dict for report.json."""
-    low_frac = params["withdrawal_fraction_pct"] / 100.0
-    high_mult = params["overdose_multiple_pct"] / 100.0
-    low_need = params["withdrawal_after_h"] * HOUR_MS
-    high_need = params["overdose_after_min"] * 60000
-    flags = []
-    armed = False          # withdrawal counts once the level has been in its band
-    low_since = high_since = None
-    low_flagged = high_flagged = False
-    in_band = 0
-    banded = 0
-    prev_ss = None
-    for t, level, ss in samples:
+class Assessor:
+    """The level flags, one sample at a time (assess() feeds it a whole run;
+    the lab page feeds it as the run goes). feed(t_ms, ng/mL, steady-state
+    ng/mL or None when no dose is programmed)."""
+
+    def __init__(self, params):
+        self.low_frac = params["withdrawal_fraction_pct"] / 100.0
+        self.high_mult = params["overdose_multiple_pct"] / 100.0
+        self.low_need = params["withdrawal_after_h"] * HOUR_MS
+        self.high_need = params["overdose_after_min"] * 60000
+        self.flags = []
+        self.armed = False          # withdrawal counts once the level has been in its band
+        self.low_since = self.high_since = None
+        self.low_flagged = self.high_flagged = False
+        self.in_band = 0
+        self.banded = 0
+        self.prev_ss = None
+
+    def band(self, ss):
+        """-> (low line, high line) in ng/mL around a steady state."""
+        return ss * self.low_frac, ss * self.high_mult
+
+    def feed(self, t, level, ss):
         if ss is None or ss <= 0:
-            armed = False
-            low_since = high_since = None
-            prev_ss = ss
-            continue
-        if prev_ss is not None and ss > prev_ss:
-            armed = False      # a higher dose takes time to build up: not withdrawal
-        prev_ss = ss
-        banded += 1
-        lo, hi = ss * low_frac, ss * high_mult
+            self.armed = False
+            self.low_since = self.high_since = None
+            self.prev_ss = ss
+            return
+        if self.prev_ss is not None and ss > self.prev_ss:
+            self.armed = False      # a higher dose takes time to build up: not withdrawal
+        self.prev_ss = ss
+        self.banded += 1
+        lo, hi = ss * self.low_frac, ss * self.high_mult
         if lo <= level <= hi:
-            in_band += 1
+            self.in_band += 1
         if level >= lo:
-            armed = True
-            low_since = None
-            low_flagged = False
-        elif armed:
-            if low_since is None:
-                low_since = t
-            if not low_flagged and t - low_since >= low_need:
-                low_flagged = True
-                flags.append({"flag": "possible_withdrawal", "t_ms": t, "since_ms": low_since,
-                              "level_ng_ml": round(level, 1), "band_low_ng_ml": round(lo, 1)})
+            self.armed = True
+            self.low_since = None
+            self.low_flagged = False
+        elif self.armed:
+            if self.low_since is None:
+                self.low_since = t
+            if not self.low_flagged and t - self.low_since >= self.low_need:
+                self.low_flagged = True
+                self.flags.append({"flag": "possible_withdrawal", "t_ms": t, "since_ms": self.low_since,
+                                   "level_ng_ml": round(level, 1), "band_low_ng_ml": round(lo, 1)})
         if level > hi:
-            if high_since is None:
-                high_since = t
-            if not high_flagged and t - high_since >= high_need:
-                high_flagged = True
-                flags.append({"flag": "possible_overdose", "t_ms": t, "since_ms": high_since,
-                              "level_ng_ml": round(level, 1), "band_high_ng_ml": round(hi, 1)})
+            if self.high_since is None:
+                self.high_since = t
+            if not self.high_flagged and t - self.high_since >= self.high_need:
+                self.high_flagged = True
+                self.flags.append({"flag": "possible_overdose", "t_ms": t, "since_ms": self.high_since,
+                                   "level_ng_ml": round(level, 1), "band_high_ng_ml": round(hi, 1)})
         else:
-            high_since = None
-            high_flagged = False
-    # drug in the tissue: a large amount within 24 h is a systemic overdose risk
+            self.high_since = None
+            self.high_flagged = False
+
+    def in_band_pct(self):
+        return round(100.0 * self.in_band / self.banded, 1) if self.banded else None
+
+
+def tissue_flag(tissue, params):
+    """Drug in the tissue: a large amount within 24 h is a systemic overdose
+    risk. tissue: [(t_ms, ug)]. -> the flag dict, or None."""
     lim = params["tissue_overdose_ug"]
     for i, (t, ug) in enumerate(tissue):
         total = sum(u for tt, u in tissue[i:] if tt < t + 86400000)
         if total >= lim:
-            flags.append({"flag": "possible_overdose", "t_ms": t, "since_ms": t, "tissue_ug_24h": round(total, 1),
-                          "why": "drug reached the tissue instead of the spinal fluid"})
-            break
+            return {"flag": "possible_overdose", "t_ms": t, "since_ms": t, "tissue_ug_24h": round(total, 1),
+                    "why": "drug reached the tissue instead of the spinal fluid"}
+    return None
+
+
+def assess(samples, params, lumbar, tissue, sample_ms):
+    """Flags from the sampled level. samples: [(t_ms, ng/mL, steady-state ng/mL
+    or None when no dose is programmed)]. -> dict for report.json."""
+    ax = Assessor(params)
+    for t, level, ss in samples:
+        ax.feed(t, level, ss)
+    flags = list(ax.flags)
+    tf = tissue_flag(tissue, params)
+    if tf is not None:
+        flags.append(tf)
     flags.sort(key=lambda f: f["t_ms"])
     screening = []
     check = params["response_check_h"] * HOUR_MS
@@ -134,5 +161,4 @@ def assess(samples, params, lumbar, tissue, sample_ms):
                           "level_at_check_ng_ml": None if lvl is None else round(lvl, 1),
                           "responded": lvl is not None and lvl >= params["response_ng_ml"],
                           "effect_h": round(above / HOUR_MS, 2)})
-    return {"flags": flags, "in_band_pct": round(100.0 * in_band / banded, 1) if banded else None,
-            "screening": screening}
+    return {"flags": flags, "in_band_pct": ax.in_band_pct(), "screening": screening}

@@ -7,11 +7,10 @@ import csv
 import json
 import os
 
-from pump import alarms as A
-from pump import eventlog as E
 from emulator.checks import run_checks
+from emulator.events import alarm_summary, expectations as expect_results
 from emulator.patient import assess
-from emulator.scenario import fmt_time
+from emulator.preset import fmt_time
 
 TRACE_COLUMNS = ("t_ms", "nl", "kind", "concentration_ug_ml")
 EVENT_COLUMNS = ("t_ms", "source", "kind", "code", "detail")
@@ -24,19 +23,12 @@ def build(w):
     checks, sched = run_checks(w)
     trace = w.motor.trace
     delivered = sum(r[1] for r in trace)
-    alarms = {}
-    for t, kind, code, a, b in w.raw_events:
-        if kind == E.ALARM:
-            al = alarms.setdefault(A.name(code), {"alarm": A.name(code), "critical": bool(A.CRITICAL[code]),
-                                                  "first_raised_ms": t, "raised": 0, "cleared_ms": []})
-            al["raised"] += 1
-        elif kind in (E.ALARM_CLEAR, E.ACK) and A.name(code) in alarms:
-            alarms[A.name(code)]["cleared_ms"].append(t)
+    alarms = alarm_summary(w.raw_events)
     patient = assess(w.samples, w.sc.patient, w.lumbar, w.patient.tissue, w.sc.patient_sample_ms)
     patient.update({"to_csf_ug": round(w.patient.to_csf_ug, 1), "to_tissue_ug": round(w.patient.to_tissue_ug, 1),
                     "model": "one-compartment CSF, half-life %.2f h, clearance %.1f mL/h (educational, non-clinical)"
                     % (w.sc.patient["half_life_h"], w.sc.patient["clearance_ml_h"])})
-    expectations = _expectations(w, alarms, patient)
+    expectations = expect_results(w.sc.expect, w.raw_events, patient["flags"])
     programs = []
     for t, prog, rb in w.programs:
         programs.append({"t_ms": t, "mode": prog["mode"], "concentration_ug_ml": prog["concentration_ug_ml"],
@@ -64,32 +56,12 @@ def build(w):
                       "concentration_ug_ml": w.reservoir.conc},
         "battery_permille": w.battery.level(),
         "final_state": f["state"],
-        "alarms": sorted(alarms.values(), key=lambda a: a["first_raised_ms"]),
+        "alarms": alarms,
         "patient": patient,
         "world": [(t, code) for t, src, kind, code, _ in w.events if src == "world"],
         "invariants": checks,
         "expectations": expectations,
     }
-
-
-def _expectations(w, alarms, patient):
-    out = []
-    for x in w.sc.expect:
-        if "alarm" in x:
-            times = [t for t, kind, code, a, b in w.raw_events if kind == E.ALARM and A.name(code) == x["alarm"]
-                     and t >= x["after_ms"]]
-            hit = [t for t in times if x["within_ms"] is None or t <= x["after_ms"] + x["within_ms"]]
-            ok = bool(hit) == x["raised"]
-            what = "alarm %s %s" % (x["alarm"], "raised" if x["raised"] else "not raised")
-            if x["within_ms"] is not None:
-                what += " within %d min of %s" % (x["within_ms"] // 60000, fmt_time(x["after_ms"]))
-            out.append({"expect": what, "ok": ok, "first_ms": hit[0] if hit else None})
-        else:
-            hit = [f["t_ms"] for f in patient["flags"] if f["flag"] == x["flag"]]
-            ok = bool(hit) == x["raised"]
-            out.append({"expect": "patient flag %s %s" % (x["flag"], "raised" if x["raised"] else "not raised"),
-                        "ok": ok, "first_ms": hit[0] if hit else None})
-    return out
 
 
 def write(w, report, out_dir):

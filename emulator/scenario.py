@@ -6,22 +6,17 @@ import os
 import re
 import tomllib
 
-from pump import alarms as A
 from emulator import battery, catheter, clock, motor, patient
+# the portable part (also what the lab page runs under MicroPython)
+from emulator.preset import (NUM, ALARM_NAMES, ACTION_KEYS, ScenarioError, Event, Scenario,  # noqa: F401
+                             fmt_time, check_table, action_args, PLAIN_KEYS)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = os.path.join(ROOT, "scenarios")
 EPOCH = datetime.datetime(2000, 1, 1)     # the pump's wall clock counts from here (as MicroPython)
 MAX_DAYS = 3650
 
-NUM = (int, float)
 _TIME = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$")
-
-
-class ScenarioError(ValueError):
-    def __init__(self, path, key, reason):
-        self.path, self.key, self.reason = path, key, reason
-        ValueError.__init__(self, "%s: %s: %s" % (path, key, reason))
 
 
 def parse_time(text):
@@ -37,37 +32,6 @@ def parse_time(text):
     return ((d * 24 + h) * 60 + mi) * 60000 + s * 1000
 
 
-def fmt_time(ms):
-    d, rest = divmod(ms // 1000, 86400)
-    return "%dd %02d:%02d:%02d" % (d, rest // 3600, rest % 3600 // 60, rest % 60)
-
-
-# per-action keys: key -> (types, required, lo, hi)
-ALARM_NAMES = {A.name(c): c for c in range(1, A.N_ALARMS)}
-ACTION_KEYS = {
-    "program": {"program": (dict, True, None, None)},
-    "refill": {"volume_ml": (NUM, True, 0.001, 40), "concentration_ug_ml": (int, True, 1, 100000),
-               "actual_concentration_ug_ml": (int, False, 1, 100000), "residual_ml": (NUM, False, 0, 40),
-               "pocket_fill": (bool, False, None, None)},
-    "bolus": {"dose_ug": (int, True, 1, 100000), "duration_min": (int, True, 1, 100000)},
-    "patient_bolus": {},
-    "prime": {"duration_min": (int, True, 1, 100000), "volume_ul": (int, False, 1, 100000)},
-    "suspend": {}, "resume": {}, "silence": {}, "alarm_test": {},
-    "acknowledge": {"alarm": (str, True, None, None)},
-    "set_clock": {"shift_min": (int, True, -100000, 100000)},
-    "clock_jump": {"shift_min": (int, True, -100000, 100000)},
-    "kink": {"severity_pct": (int, True, 1, 100)},
-    "block": {}, "release": {}, "disconnect": {}, "migrate": {}, "revise_catheter": {},
-    "leak": {"pct": (int, True, 1, 100)},
-    "stall": {"strokes": (int, True, 1, 1000)},
-    "jam": {"after_strokes": (int, False, 0, 10000000)},
-    "repair_motor": {},
-    "battery_drop": {"to_permille": (int, True, 0, 1000)},
-    "reset": {"cause": (str, False, None, None)},
-    "reset_during_write": {"nth_write": (int, False, 1, 1000000), "atomic": (bool, False, None, None)},
-    "bit_flip": {"key": (str, True, None, None), "bit": (int, True, 0, 100000)},
-    "lumbar_bolus": {"dose_ug": (int, True, 1, 1000)},
-}
 PHYSICS = {"clock": clock.PARAMS, "motor": motor.PARAMS, "battery": battery.PARAMS,
            "catheter": dict(catheter.PARAMS, dead_volume_nl=None)}
 # ranges that are not simply 0 .. 10**12
@@ -83,37 +47,7 @@ START_KEYS = {"fill_ml": (NUM, False, 0.001, 40), "concentration_ug_ml": (int, F
 FLAGS = ("possible_withdrawal", "possible_overdose")
 
 
-class Event:
-    def __init__(self, t_ms, do, args, index):
-        self.t_ms, self.do, self.args, self.index = t_ms, do, args, index
-
-    def summary(self):
-        return ", ".join("%s=%s" % (k, v) for k, v in sorted(self.args.items())
-                         if k not in ("program", "alarm_code")) or self.do
-
-
-class Scenario:
-    """A checked scenario: every value present, typed and in range."""
-
-
-def _check(path, where, table, spec, value_types=None):
-    for key in table:
-        if key not in spec:
-            raise ScenarioError(path, where + key, "unknown key (known: %s)" % ", ".join(sorted(spec)))
-    for key, (types, required, lo, hi) in spec.items():
-        if key not in table:
-            if required:
-                raise ScenarioError(path, where + key, "is required")
-            continue
-        v = table[key]
-        if isinstance(v, bool) and types is not bool:
-            raise ScenarioError(path, where + key, "must be a number, not true/false")
-        if not isinstance(v, types):
-            want = {bool: "true or false", str: "a string", dict: "a table", int: "a whole number"}.get(
-                types, "a number")
-            raise ScenarioError(path, where + key, "must be %s, not %r" % (want, v))
-        if lo is not None and not (lo <= v <= hi):
-            raise ScenarioError(path, where + key, "%r is out of range %s .. %s" % (v, lo, hi))
+_check = check_table
 
 
 def _time(path, key, v):
@@ -222,14 +156,7 @@ def from_dict(raw, path="<scenario>"):
         do = ev.get("do")
         if do not in ACTION_KEYS:
             raise ScenarioError(path, where + ".do", "%r is not an action (known: %s)" % (do, ", ".join(sorted(ACTION_KEYS))))
-        args = {k: v for k, v in ev.items() if k not in ("at", "do", "count", "every")}
-        _check(path, where + ".", args, ACTION_KEYS[do])
-        if do == "acknowledge":
-            if args["alarm"] not in ALARM_NAMES:
-                raise ScenarioError(path, where + ".alarm", "%r is not an alarm (known: %s)" % (args["alarm"], ", ".join(sorted(ALARM_NAMES))))
-            args["alarm_code"] = ALARM_NAMES[args["alarm"]]
-        if do == "reset" and args.get("cause", "power_on") not in ("power_on", "watchdog", "soft"):
-            raise ScenarioError(path, where + ".cause", "must be power_on, watchdog or soft")
+        args = action_args(path, where + ".", do, {k: v for k, v in ev.items() if k not in ("at", "do", "count", "every")})
         count = ev.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100000:
             raise ScenarioError(path, where + ".count", "must be a whole number 1 .. 100000")
@@ -270,6 +197,16 @@ def from_dict(raw, path="<scenario>"):
         else:
             raise ScenarioError(path, where, "needs `alarm` or `flag`")
     return sc
+
+
+def to_plain(sc):
+    """A checked Scenario as plain data (JSON-ready), for runtimes that cannot
+    read TOML: preset.from_plain() builds the same Scenario back (the lab)."""
+    d = {key: getattr(sc, key) for key in PLAIN_KEYS}
+    d["path"] = os.path.relpath(sc.path, ROOT) if os.path.isabs(sc.path) else sc.path
+    d["start_time_iso"] = sc.start_time.isoformat()
+    d["events"] = [{"t_ms": e.t_ms, "do": e.do, "args": e.args, "index": e.index} for e in sc.events]
+    return d
 
 
 def library():
