@@ -4,14 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-deep bench mpy flash repl mpy-check clean help
+.PHONY: demo test test-deep bench lab mpy flash repl mpy-check clean help
 
 DEMO   ?= catheter-kink
 
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed and the programmer link's round trip"
+	@echo "make bench      print the emulator's speed, the programmer link's round trip and the lab's speed in a browser"
+	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
 	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 compile, copy it and the role keys with mpremote, reset"
@@ -33,8 +34,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
 	$(BIN)/python bench/link_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
+	$(BIN)/python bench/lab_bench.py
+
+lab: $(STAMP)
+	$(BIN)/python -m host_tools.lab $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
+	@$(BIN)/python -c "from host_tools.lab import browser_missing as m; w = m(); print('make test: the lab browser tests (tests/test_lab.py) will be SKIPPED: ' + w) if w else None"
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
 
 test-deep: $(STAMP)
