@@ -121,11 +121,11 @@ class TcpPort:
 
 
 def _program_in_force(world, link):
-    """-> (identity, raw, read-back) of the program in force, or None."""
+    """-> (raw, read-back) of the program in force, or None."""
     if isinstance(link, SitlLink):        # the pump is in the micropython process
-        return None if link.program is None else tuple(link.program)
+        return None if link.program is None else (link.program[1], link.program[2])
     p = world.pump.program
-    return None if p is None else (id(p), p.raw, p.readback())
+    return None if p is None else (p.raw, p.readback())
 
 
 def _attach(world, port, keys):
@@ -134,13 +134,14 @@ def _attach(world, port, keys):
     return Link(world.pump, port, keys)
 
 
-def _note_changes(world, link, seen):
+def _note_changes(world, link):
     """A program or a clock setting that came over the link: the report's
-    checks need them as they need the scenario's own."""
+    checks need them as they need the scenario's own. A program is new when it
+    differs from the last one noted (the scenario's or the link's), by value:
+    the same program sent again changes nothing the checks use."""
     p = _program_in_force(world, link)
-    if p is not None and (not world.programs or seen[0] != p[0]):
-        world.programs.append((world.clock.now, p[1], p[2]))
-    seen[0] = None if p is None else p[0]
+    if p is not None and (not world.programs or world.programs[-1][1] != p[0]):
+        world.programs.append((world.clock.now, p[0], p[1]))
     wall = world.clock.wall_s()
     t0, w0 = world.walls[-1]
     if wall - w0 != (world.clock.now - t0) // 1000:
@@ -153,10 +154,6 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None):
     world.begin()
     link = _attach(world, port, keys)
     pump = world.pump
-    seen = [None]        # identity of the program last noted
-    p = _program_in_force(world, link)
-    if p is not None:
-        seen[0] = p[0]
     t0 = time.monotonic()
     v0 = world.clock.now
     stopping = []
@@ -191,6 +188,6 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None):
                 world.reboot(RESET_POWER_ON)
                 continue
             if changed:
-                _note_changes(world, link, seen)
+                _note_changes(world, link)
                 world.cycle()     # a command: the pump decides at once, as on a board
     return link

@@ -11,7 +11,7 @@ except ImportError:  # CPython
 
 try:
     from uctypes import addressof as _addressof, bytearray_at as _bytearray_at
-except ImportError:  # CPython: memoryview.cast does it
+except ImportError:  # CPython: memoryview.cast does it (byte_view)
     _addressof = _bytearray_at = None
 
 try:
@@ -88,8 +88,10 @@ def byte_view(arr, nbytes):
     """A writable bytes view of an array's memory (no copy): records whose
     payload is an array are framed in it. MicroPython's memoryview has no
     cast(), so there it is a uctypes view, valid while arr is alive."""
-    if _addressof is None:
+    if hasattr(memoryview, "cast"):        # CPython
         return memoryview(arr).cast("B")
+    if _addressof is None:
+        raise ImportError("this MicroPython has no uctypes: the pump's records are framed with it")
     return _bytearray_at(_addressof(arr), nbytes)
 
 
@@ -97,3 +99,7 @@ def crc32(data):
     """CRC-32 as one int (tests and tools; the firmware uses crc32_parts)."""
     hi, lo = crc32_parts(data)
     return (hi << 16) | lo
+
+
+if not WIDE_INTS:
+    _tables()       # at import on a 32-bit board: the first record save allocates nothing

@@ -64,6 +64,8 @@ class EventLog:
         """The i-th entry held, oldest first (negative: from the newest)."""
         if i < 0:
             i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("no such entry")
         return struct.unpack_from(_REC, self._ring, ((self._first + i) % self.size) * _REC_LEN)
 
     def __len__(self):
