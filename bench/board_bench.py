@@ -22,17 +22,10 @@ PROFILE = os.path.join(ROOT, "boards", "sim.json")
 
 
 def _compile_lib(d):
-    """The core, the fake ports and the board's file store as .mpy, as on a board."""
-    from host_tools.flash import FIRMWARE
-    cross = os.path.join(BIN, "mpy-cross")
-    items = [("pump/" + n, os.path.join(FIRMWARE, "pump", n))
-             for n in os.listdir(os.path.join(FIRMWARE, "pump")) if n.endswith(".py")]
-    items += [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]
-    items += [("hw/" + n, os.path.join(FIRMWARE, "hw", n)) for n in ("__init__.py", "store.py")]
-    for rel, src in items:
-        out = os.path.join(d, rel[:-3] + ".mpy")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        subprocess.run([cross, "-s", rel, "-o", out, src], check=True)
+    """What a board runs from /lib and the fake ports, as .mpy, as on a board."""
+    from host_tools.flash import board_modules, compile_module
+    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]:
+        compile_module(src, rel, d, cross=os.path.join(BIN, "mpy-cross"))
 
 
 def _mp(args, lib, heap):

@@ -57,6 +57,20 @@ def _time(path, key, v):
     return t
 
 
+def _tables(path, raw, key):
+    """-> [(index, "key[i]", table)] of an array of tables ([[key]]), checked."""
+    items = raw.get(key, [])
+    if not isinstance(items, list):
+        raise ScenarioError(path, key, "must be an array of tables ([[%s]])" % key)
+    out = []
+    for i, x in enumerate(items):
+        where = "%s[%d]" % (key, i)
+        if not isinstance(x, dict):
+            raise ScenarioError(path, where, "must be a table")
+        out.append((i, where, x))
+    return out
+
+
 def load(path):
     """Read and check one scenario file. -> Scenario, or ScenarioError."""
     try:
@@ -142,14 +156,8 @@ def from_dict(raw, path="<scenario>"):
     sc.patient = dict(patient.PARAMS, **pat)
     sc.patient_sample_ms = int(sc.patient["sample_min"] * 60000)
 
-    evs = raw.get("events", [])
-    if not isinstance(evs, list):
-        raise ScenarioError(path, "events", "must be an array of tables ([[events]])")
     sc.events = []
-    for i, ev in enumerate(evs):
-        where = "events[%d]" % i
-        if not isinstance(ev, dict):
-            raise ScenarioError(path, where, "must be a table")
+    for i, where, ev in _tables(path, raw, "events"):
         if "at" not in ev:
             raise ScenarioError(path, where + ".at", "is required: when it happens, e.g. at = \"2d 14:00\"")
         t = _time(path, where + ".at", ev["at"])
@@ -173,14 +181,8 @@ def from_dict(raw, path="<scenario>"):
             sc.events.append(Event(tn, do, args, i))
     sc.events.sort(key=lambda e: (e.t_ms, e.index))
 
-    exp = raw.get("expect", [])
-    if not isinstance(exp, list):
-        raise ScenarioError(path, "expect", "must be an array of tables ([[expect]])")
     sc.expect = []
-    for i, x in enumerate(exp):
-        where = "expect[%d]" % i
-        if not isinstance(x, dict):
-            raise ScenarioError(path, where, "must be a table")
+    for i, where, x in _tables(path, raw, "expect"):
         if "alarm" in x:
             _check(path, where + ".", x, {"alarm": (str, True, None, None), "after": (str, False, None, None),
                                           "within_min": (int, False, 0, 10**7), "raised": (bool, False, None, None)})

@@ -123,7 +123,7 @@ class TcpPort:
 def _program_in_force(world, link):
     """-> (raw, read-back) of the program in force, or None."""
     if isinstance(link, SitlLink):        # the pump is in the micropython process
-        return None if link.program is None else (link.program[1], link.program[2])
+        return None if link.program is None else tuple(link.program)
     p = world.pump.program
     return None if p is None else (p.raw, p.readback())
 

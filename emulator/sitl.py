@@ -154,7 +154,7 @@ class SitlLink:
     def __init__(self, pump, port, keys):
         self.pump, self.port = pump, port
         self.reader = _PartialFrame()
-        self.program = None           # [id, raw, read-back] in force, after the last poll
+        self.program = None           # [raw, read-back] in force, after the last poll
         pump._do("keys " + json.dumps({str(role): hexlify(k).decode() for role, k in keys.items()}))
 
     def poll(self, now_ms):

@@ -45,13 +45,13 @@ class PipePort:
 
 def link_poll(link, port, now_ms, data):
     """-> [changed, answer hex, a frame half read, the program in force as
-    [id, raw, read-back] or None] (the emulator notes program changes)."""
+    [raw, read-back] or None] (the emulator notes program changes)."""
     port.inbox = data
     changed = link.poll(now_ms)
     out = hexlify(bytes(port.out)).decode()
     port.out = bytearray()
     p = link.pump.program
-    prog = None if p is None else [id(p), p.raw, p.readback()]
+    prog = None if p is None else [p.raw, p.readback()]
     return [changed, out, len(link.reader.buf) > 0, prog]
 
 

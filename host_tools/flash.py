@@ -49,6 +49,26 @@ def tool(name):
     return exe
 
 
+def board_modules():
+    """-> [(lib-relative path, source)] of what a board runs from /lib: the
+    core and the board adapters (not the emulator's)."""
+    return [(pkg + "/" + name, os.path.join(FIRMWARE, pkg, name)) for pkg in ("pump", "hw")
+            for name in sorted(os.listdir(os.path.join(FIRMWARE, pkg)))
+            if name.endswith(".py") and name not in SIM_ONLY]
+
+
+def compile_module(src, rel, lib, arch=None, cross=None):
+    """mpy-cross src into lib/rel (.py -> .mpy), for arch or plain bytecode
+    (what any port runs). -> the .mpy's size in bytes."""
+    mpy = os.path.join(lib, rel[:-3] + ".mpy")
+    os.makedirs(os.path.dirname(mpy), exist_ok=True)
+    argv = [cross or tool("mpy-cross")] + (["-march=" + arch] if arch else []) + ["-s", rel, src, "-o", mpy]
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise Usage("mpy-cross failed on %s: %s" % (src, r.stdout.strip()))
+    return os.path.getsize(mpy)
+
+
 def build(board, out=print):
     """Compile for the board. -> (build dir, total .mpy bytes)."""
     p = profile(board)
@@ -58,18 +78,8 @@ def build(board, out=print):
     if os.path.exists(dest):
         shutil.rmtree(dest)
     total = 0
-    for pkg in ("pump", "hw"):
-        os.makedirs(os.path.join(dest, "lib", pkg))
-        for name in sorted(os.listdir(os.path.join(FIRMWARE, pkg))):
-            if not name.endswith(".py") or name in SIM_ONLY:
-                continue
-            src = os.path.join(FIRMWARE, pkg, name)
-            mpy = os.path.join(dest, "lib", pkg, name[:-3] + ".mpy")
-            r = subprocess.run([cross, "-march=" + arch, "-s", pkg + "/" + name, src, "-o", mpy],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if r.returncode != 0:
-                raise Usage("mpy-cross failed on %s: %s" % (src, r.stdout.strip()))
-            total += os.path.getsize(mpy)
+    for rel, src in board_modules():
+        total += compile_module(src, rel, os.path.join(dest, "lib"), arch, cross)
     shutil.copy(os.path.join(FIRMWARE, "main.py"), os.path.join(dest, "main.py"))
     with open(os.path.join(dest, "board.json"), "w") as f:
         json.dump({k: v for k, v in p.items() if not k.startswith("_")}, f)

@@ -70,7 +70,6 @@ def test_freeze_manifest_freezes_what_a_flash_copies():
         exec(compile(f.read(), "boards/manifest.py", "exec"),
              {"package": package, "include": included.append, "module": None, "freeze": None})
     assert included == ["$(PORT_DIR)/boards/manifest.py"]     # the port's own frozen modules stay
-    copied = ["%s/%s" % (pkg, n) for pkg in ("pump", "hw")
-              for n in sorted(os.listdir(os.path.join(flash.FIRMWARE, pkg)))
-              if n.endswith(".py") and n not in flash.SIM_ONLY]
+    copied = [rel for rel, _ in flash.board_modules()]
+    assert "hw/simbus.py" not in copied and "pump/controller.py" in copied
     assert sorted(frozen) == sorted(copied)

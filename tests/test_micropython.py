@@ -407,18 +407,12 @@ def _heap_run(heap, path, driver, store_dir):
 
 @pytest.fixture(scope="module")
 def board_lib(tmp_path_factory):
-    """The core, the fake ports and the board's file store precompiled to .mpy,
-    as they would be on a board."""
+    """What a board runs from /lib (the core and the adapters, its file store
+    among them) and the fake ports, precompiled to .mpy as on a board."""
+    from host_tools.flash import board_modules, compile_module
     lib = tmp_path_factory.mktemp("board_lib")
-    items = [("pump/" + n, os.path.join(PUMP_DIR, n)) for n in firmware_modules()]
-    items += [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]
-    items += [("hw/" + n, os.path.join(FIRMWARE, "hw", n)) for n in ("__init__.py", "store.py")]
-    for rel, src in items:
-        out = lib / (rel[:-3] + ".mpy")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([MPY_CROSS, "-s", rel, "-o", str(out), src], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=60)
-        assert r.returncode == 0, r.stdout
+    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]:
+        compile_module(src, rel, str(lib), cross=MPY_CROSS)
     return lib
 
 
