@@ -41,12 +41,13 @@ def heap_figures(days=30):
     with tempfile.TemporaryDirectory() as d:
         lib = os.path.join(d, "lib")
         _compile_lib(lib)
-        for heap in ("64wK", "64K", "4M"):
-            store = os.path.join(d, "store-" + heap)
+        for heap, link in (("64wK", ""), ("64K", ""), ("4M", ""), ("64wK", "link"), ("4M", "link")):
+            store = os.path.join(d, "store-%s-%s" % (heap, link))
             os.makedirs(store)
-            rc, kv, text = _mp([os.path.join(PORTABLE, "heap_driver.py"), PROFILE, str(days), store], lib, heap)
+            rc, kv, text = _mp([os.path.join(PORTABLE, "heap_driver.py"), PROFILE, str(days), store]
+                               + ([link] if link else []), lib, heap)
             ok = rc == 0 and kv.get("faults") == "0" and kv.get("state") == "running"
-            out[heap] = (ok, kv, text.strip().splitlines()[-1] if not ok else "")
+            out[heap, link] = (ok, kv, text.strip().splitlines()[-1] if not ok else "")
         for daily in (20, 100, 800):
             rc, kv, _ = _mp([os.path.join(PORTABLE, "alloc_driver.py"), PROFILE, str(daily)], lib, "1M")
             out["alloc", daily] = kv
@@ -55,6 +56,14 @@ def heap_figures(days=30):
             rc, kv, _ = _mp([os.path.join(PORTABLE, "alloc_driver.py"), PROFILE, str(daily), store], lib, "1M")
             out["alloc_file", daily] = kv
     return out
+
+
+def store_figures(writes=1000):
+    """The board's store on a real littlefs in RAM: heap and flash programs a write."""
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), PORTABLE]))
+    r = subprocess.run([os.path.join(BIN, "micropython"), os.path.join(PORTABLE, "store_alloc.py"), str(writes)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return {k: int(v) for k, v in (ln.split("=", 1) for ln in r.stdout.splitlines() if "=" in ln)}
 
 
 def sitl_figures(days=180):
@@ -80,9 +89,11 @@ def main():
     from host_tools.flash import build
     print("board figures (firmware/pump under the MicroPython unix port, 64-bit objects):")
     h = heap_figures()
-    for heap, what in (("64wK", "word-scaled 64 KB: 128 KB on this 64-bit host"), ("64K", "literal 64 KB"),
-                       ("4M", "ample heap")):
-        ok, kv, why = h[heap]
+    for heap, link, what in (("64wK", "", "word-scaled 64 KB: 128 KB on this 64-bit host"),
+                             ("64K", "", "literal 64 KB"), ("4M", "", "ample heap"),
+                             ("64wK", "link", "word-scaled 64 KB, the link attached as on a board"),
+                             ("4M", "link", "ample heap, the link attached")):
+        ok, kv, why = h[heap, link]
         if ok:
             print("  30 days, heapsize=%-4s (%s): OK; live heap after the driver %s B, after import %s B, "
                   "after setup %s B, peak %s B" % (heap, what, kv["live_after_driver_compile"],
@@ -92,8 +103,13 @@ def main():
     for daily in (20, 100, 800):
         a, f = h["alloc", daily], h["alloc_file", daily]
         print("  bytes allocated per stroke at %3d ug/day: pump %d (target 0); with the board's file store "
-              "(open/rename) %d" % (daily, int(a["bytes"]) // int(a["strokes"]),
+              "(stroke records kept open) %d" % (daily, int(a["bytes"]) // int(a["strokes"]),
                                     int(f["bytes"]) // int(f["strokes"])))
+    st = store_figures()
+    n = st["writes"]
+    print("  board store on littlefs, a stroke record (kept open, rewritten in place): %d B allocated and %.2f "
+          "flash programs a write; a record replaced by rename: %d B and %.2f"
+          % (st["hot_bytes"] // n, st["hot_progs"] / n, st["replaced_bytes"] // n, st["replaced_progs"] / n))
     for board in ("pico", "pico2", "esp32"):
         _, total = build(board, out=lambda *a: None)
         with open(os.path.join(ROOT, "boards", board + ".json")) as f:

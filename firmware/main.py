@@ -10,7 +10,8 @@ import json
 import time
 
 from pump import eventlog as E
-from pump.controller import Pump, CommandError, Refused, RESET_POWER_ON, RESET_SOFT, RESET_WATCHDOG
+from pump.controller import (Pump, CommandError, Refused, RESET_POWER_ON, RESET_SOFT, RESET_WATCHDOG,
+                             stroke_keys)
 from pump.link import Link
 
 POLL_MS = 20          # the link and the button are looked at this often
@@ -61,7 +62,7 @@ class Board:
         self.pressure = PressureSensor(pins["pressure_adc"], profile["adc"])
         self.battery = BatteryGauge(pins["battery_adc"], profile["adc"])
         self.buzzer = Buzzer(pins["buzzer"], pins.get("led"))
-        self.store = FileStore(profile.get("store_root", "/pump"))
+        self.store = FileStore(profile.get("store_root", "/pump"), hot=stroke_keys())
         self.button = Button(pins["button"])
         lk = profile["link"]
         self.port = UartPort(lk) if lk["kind"] == "uart" else UsbCdcPort()

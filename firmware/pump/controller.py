@@ -19,7 +19,7 @@ from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
 from pump.governor import (Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR, DAY_SLOTS,
                            RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
 from pump.ledger import Ledger
-from pump.record import ABRecord, OK, MISSING, CORRUPT
+from pump.record import ABRecord, OK, MISSING, CORRUPT, copies
 from pump.reservoir import Reservoir, REFILL_DISCREPANCY as RECONCILE_BAD
 from pump.catheter import Catheter, OCCLUDED as C_OCCL, CLEARED as C_CLEAR, LEAK as C_LEAK, LEAK_CLEARED as C_LEAK_CLEAR
 from pump.motor import MotorSupervisor, RETRY, GIVE_UP
@@ -56,6 +56,16 @@ REFUSAL_NAMES = ("", "no_program", "pump_stopped", "lockout", "max_per_day", "do
 
 HEARTBEAT_MS = const(600000)   # pump time is saved at the first wake-up this long after
 #                                the last save: a reset forgets at most this plus one sleep
+
+# The records saved while the pump doses (the ledger before every stroke, the
+# dose windows at a slot's first stroke): a board's store may keep them open.
+STROKE_RECORDS = ("ledger", "window")
+
+
+def stroke_keys():
+    """The store keys of those records' copies."""
+    return [k for name in STROKE_RECORDS for k in copies(name)]
+
 
 RESET_POWER_ON = const(0)
 RESET_WATCHDOG = const(1)

@@ -78,6 +78,11 @@ def torn(data):
     return magic == b"PR" and len(data) < _HEAD_LEN + n + 4
 
 
+def copies(name):
+    """The store keys of a record's two copies."""
+    return (name + ".a", name + ".b")
+
+
 class ABRecord:
     """One named record kept as two copies, name.a and name.b, in a store port."""
 
@@ -86,7 +91,7 @@ class ABRecord:
         self.payload and call save() with no argument. The store copies what
         it is given, so the buffer is reused."""
         self.store = store
-        self.keys = (name + ".a", name + ".b")
+        self.keys = copies(name)
         self.frame = None if size is None else Frame(size, mem)
         self.seq = 0
         self._next = 0  # index of the copy the next save overwrites

@@ -7,7 +7,7 @@ import sys
 import json
 import gc
 from fakeports import Hardware, Store
-from pump.controller import Pump
+from pump.controller import Pump, stroke_keys
 
 
 class PreallocatedStore(Store):
@@ -29,7 +29,7 @@ daily_ug = int(sys.argv[2])
 hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
 if len(sys.argv) > 3:
     from hw.store import FileStore
-    hw.store = FileStore(sys.argv[3])
+    hw.store = FileStore(sys.argv[3], hot=stroke_keys())
 else:
     hw.store = PreallocatedStore()
 hw.motor.trace = None

@@ -1,7 +1,11 @@
 # A 30-day continuous run for the small-heap test and `make bench`, under the
 # MicroPython unix port with the core precompiled to .mpy on MICROPYPATH:
-#   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR
-# Prints key=value lines: what happened, and the live heap at each stage.
+#   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR [link]
+# With `link` the programmer link is attached as on a board (pump.link, the
+# role keys) and polled at every wake-up, and the daily patient bolus and a
+# status request come in as signed frames; without, the bolus is asked of
+# the pump directly. Prints key=value lines: what happened, and the live heap
+# at each stage.
 import sys
 import os
 import json
@@ -15,7 +19,12 @@ gc.collect()
 base = gc.mem_alloc()
 from fakeports import Hardware
 from hw.store import FileStore
-from pump.controller import Pump
+from pump.controller import Pump, stroke_keys
+WITH_LINK = len(sys.argv) > 4 and sys.argv[4] == "link"
+if WITH_LINK:
+    from pump.link import Link, STATUS, PATIENT_BOLUS
+    from pump import frames as F
+    from pump.hmac256 import HMAC256
 
 DAY = 86400000
 with open(sys.argv[1]) as f:
@@ -56,12 +65,39 @@ class HeapPump(Pump):
 
 
 hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
-hw.store = FileStore(store_dir)    # the board's store: records in files, not in the heap
+hw.store = FileStore(store_dir, hot=stroke_keys())    # the board's store: records in files, not in the heap
 hw.motor.trace = None              # the fake motor counts strokes instead of listing them
 pump = HeapPump(prof, **hw.ports())
 pump.start()
 pump.refill(20000000, 500, 0)
 hw.motor.actual_nl = 20000000
+link = None
+if WITH_LINK:
+    KEY = b"patient key for the heap run 32b"
+
+
+    class ProgrammerPort:
+        """The link's byte port, the programmer's end: frames in, answers counted."""
+
+        def __init__(self):
+            self.inbox = b""
+            self.granted = 0
+
+        def read(self):
+            d = self.inbox
+            self.inbox = b""
+            return d
+
+        def write(self, frame):
+            ans = json.loads(frame[4 + F.HEAD_LEN:-4])
+            if ans.get("ok") and ans.get("volume_nl"):     # a bolus granted
+                self.granted += 1
+
+
+    port = ProgrammerPort()
+    link = Link(pump, port, {F.ROLE_PATIENT: KEY})
+    mac = HMAC256(KEY)
+    counter = 0
 pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
                   "max_daily_ug": 120, "max_hourly_ug": 12,
                   "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
@@ -82,11 +118,18 @@ while wake <= end:
     clock.now = wake
     if wake >= bolus_at:
         bolus_at += DAY
-        try:
-            if pump.patient_bolus():
-                boluses += 1
-        except Exception as e:
-            note(bolus_errors, e)
+        if link is None:
+            try:
+                if pump.patient_bolus():
+                    boluses += 1
+            except Exception as e:
+                note(bolus_errors, e)
+        else:
+            counter += 1
+            port.inbox = (F.encode(STATUS, 2 * counter, b"{}") +
+                          F.encode(PATIENT_BOLUS, 2 * counter + 1, b"{}", F.ROLE_PATIENT, counter, mac))
+    if link is not None:
+        link.poll(clock.ticks_ms())     # as the board's main loop does
     wake += pump.cycle()
     wakes += 1
     # the fake annunciator lists what it played; count and drop it so the heap
@@ -116,6 +159,10 @@ state = pump.state()
 gc.collect()
 
 
+if link is not None:
+    boluses = port.granted
+    out("link_frames=%d" % link.frames_in)
+    out("link_errors=%d" % link.errors)
 out("days=%d" % days)
 out("wakes=%d" % wakes)
 out("strokes=%d" % strokes)
