@@ -58,7 +58,7 @@ def heap_figures(days=30):
     return out
 
 
-def store_figures(writes=1000):
+def store_figures(writes):
     """The board's store on a real littlefs in RAM: heap and flash programs a write."""
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), PORTABLE]))
     r = subprocess.run([os.path.join(BIN, "micropython"), os.path.join(PORTABLE, "store_alloc.py"), str(writes)],
@@ -105,11 +105,13 @@ def main():
         print("  bytes allocated per stroke at %3d ug/day: pump %d (target 0); with the board's file store "
               "(stroke records kept open) %d" % (daily, int(a["bytes"]) // int(a["strokes"]),
                                     int(f["bytes"]) // int(f["strokes"])))
-    st = store_figures()
+    st = store_figures(300)
     n = st["writes"]
-    print("  board store on littlefs, a stroke record (kept open, rewritten in place): %d B allocated and %.2f "
-          "flash programs a write; a record replaced by rename: %d B and %.2f"
-          % (st["hot_bytes"] // n, st["hot_progs"] / n, st["replaced_bytes"] // n, st["replaced_progs"] / n))
+    for rec in ("ledger", "window"):
+        print("  board store on littlefs (Pico geometry), the %s record: kept open %d B allocated and %.1f flash "
+              "programs a write; renamed %d B and %.1f" % (rec, st[rec + "_hot_bytes"] // n, st[rec + "_hot_progs"] / n,
+                                                          st[rec + "_renamed_bytes"] // n, st[rec + "_renamed_progs"] / n))
+    print("  each file the store keeps open holds %d B of littlefs cache (4 files)" % st["held_per_open_file"])
     for board in ("pico", "pico2", "esp32"):
         _, total = build(board, out=lambda *a: None)
         with open(os.path.join(ROOT, "boards", board + ".json")) as f:

@@ -8,11 +8,14 @@
 # dose windows' copies) are rewritten in place instead, through a file kept
 # open: littlefs commits a file's new contents whole at flush() (copy on
 # write), so a reset mid-write leaves the old record there too, and a stroke
-# costs no file object, path or rename: nothing allocated, and about a third
-# of the flash programs (tests/test_board_store.py cuts the power at each
-# program of both kinds of write on a real littlefs). On a file system without
-# that guarantee (the unix port's) a cut can tear the one copy being written;
-# the A/B records (pump.record) are built to survive that.
+# costs no file object, path or rename: nothing allocated, and fewer flash
+# programs (tests/test_board_store.py cuts the power at each program of every
+# write on a real littlefs). The price is each open file's littlefs cache,
+# held for good (about 1.2 KB a file with the Pico's progsize of 256). On a
+# file system without that guarantee (the unix port's) a cut can tear the one
+# copy being written, at its full length: the A/B records (pump.record) then
+# load the other copy, taking the torn one for a whole record damaged later
+# (the ledger counts one stroke more, the safe side).
 import os
 
 
@@ -60,12 +63,19 @@ class FileStore:
             f.write(data)
         os.rename(tmp, path)
         if h is not None:
-            h[1] = open(path, "r+b")
-            h[2] = len(data)
+            try:
+                h[1] = open(path, "r+b")
+                h[2] = len(data)
+            except (OSError, MemoryError):
+                pass              # the record is saved; the next write tries again
 
     def close(self):
         """Close the files kept open (before the file system is unmounted)."""
         for h in self._hot.values():
-            if h[1] is not None:
-                h[1].close()
-                h[1] = None
+            f = h[1]
+            h[1] = None
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass          # the others are closed all the same

@@ -1,7 +1,7 @@
 # Bytes the pump allocates over 500 strokes in steady state, for the test and
 # `make bench`, under the MicroPython unix port (core on MICROPYPATH):
 #   micropython alloc_driver.py PROFILE DAILY_UG [STORE_DIR]
-# With STORE_DIR the board's file store is used (its open/rename allocate);
+# With STORE_DIR the board's file store is used (the stroke records kept open);
 # without, a store that allocates nothing, so only the pump's own is counted.
 import sys
 import json

@@ -2,8 +2,8 @@
 # MicroPython unix port with the core precompiled to .mpy on MICROPYPATH:
 #   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR [link]
 # With `link` the programmer link is attached as on a board (pump.link, the
-# role keys) and polled at every wake-up, and the daily patient bolus and a
-# status request come in as signed frames; without, the bolus is asked of
+# role keys) and polled at every wake-up, and the daily patient bolus (a
+# signed frame) and a status request come in through it; without, the bolus is asked of
 # the pump directly. Prints key=value lines: what happened, and the live heap
 # at each stage.
 import sys

@@ -1,6 +1,9 @@
-# Bytes the board's record store (hw/store.py) allocates for the writes the
-# pump makes at every stroke, on a real littlefs in RAM (as on a board), and
-# the flash programs each costs; a replaced (renamed) record for comparison:
+# What the board's record store (hw/store.py) costs for the records the pump
+# saves at every stroke, on a real littlefs in RAM with the Pico's geometry
+# (4 KB blocks, progsize 256): bytes allocated and flash programs a write,
+# kept open and rewritten in place against replaced by rename, for the
+# ledger's record (56 B) and the dose windows' (1324 B); and the heap the
+# kept-open files hold for good (their littlefs caches):
 #   micropython store_alloc.py WRITES
 import sys
 import gc
@@ -8,9 +11,11 @@ import vfs
 from ramflash import RamFlash
 from hw.store import FileStore
 
+PROGSIZE = 256
 
-def run(store, dev, key, n):
-    rec = bytearray(64)                  # a framed record, reused as the pump does
+
+def run(store, dev, key, size, n):
+    rec = bytearray(size)                # a framed record, reused as the pump does
     store.write(key, rec)                # the first write makes the file (and opens a hot one)
     gc.collect()
     gc.disable()
@@ -26,14 +31,20 @@ def run(store, dev, key, n):
 
 
 n = int(sys.argv[1])
-dev = RamFlash(512, 64)
-vfs.VfsLfs2.mkfs(dev)
-vfs.mount(vfs.VfsLfs2(dev), "/flash")
-store = FileStore("/flash/pump", hot=("ledger.a",))
-hot_bytes, hot_progs = run(store, dev, "ledger.a", n)
-cold_bytes, cold_progs = run(store, dev, "therapy.a", n)
+dev = RamFlash(4096, 64, lean=True)
+vfs.VfsLfs2.mkfs(dev, progsize=PROGSIZE)
+vfs.mount(vfs.VfsLfs2(dev, progsize=PROGSIZE), "/flash")
+store = FileStore("/flash/pump", hot=("ledger.a", "window.a"))
 print("writes=%d" % n)
-print("hot_bytes=%d" % hot_bytes)
-print("hot_progs=%d" % hot_progs)
-print("replaced_bytes=%d" % cold_bytes)
-print("replaced_progs=%d" % cold_progs)
+for name, size in (("ledger", 56), ("window", 1324)):
+    b, p = run(store, dev, name + ".a", size, n)
+    print("%s_hot_bytes=%d" % (name, b))
+    print("%s_hot_progs=%d" % (name, p))
+    b, p = run(store, dev, name + ".b", size, n)
+    print("%s_renamed_bytes=%d" % (name, b))
+    print("%s_renamed_progs=%d" % (name, p))
+gc.collect()
+a = gc.mem_alloc()
+store.close()
+gc.collect()
+print("held_per_open_file=%d" % ((a - gc.mem_alloc()) // 2))
