@@ -60,10 +60,9 @@ def heap_figures(days=30):
 
 def store_figures(writes):
     """The board's store on a real littlefs in RAM: heap and flash programs a write."""
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), PORTABLE]))
-    r = subprocess.run([os.path.join(BIN, "micropython"), os.path.join(PORTABLE, "store_alloc.py"), str(writes)],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    return {k: int(v) for k, v in (ln.split("=", 1) for ln in r.stdout.splitlines() if "=" in ln)}
+    _, kv, _ = _mp([os.path.join(PORTABLE, "store_alloc.py"), str(writes)],
+                   os.pathsep.join([os.path.join(ROOT, "firmware"), PORTABLE]), "4M")
+    return {k: int(v) for k, v in kv.items()}
 
 
 def sitl_figures(days=180):

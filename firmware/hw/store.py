@@ -26,9 +26,9 @@ class FileStore:
             os.mkdir(root)
         except OSError:
             pass          # it exists
-        self._hot = {}    # key -> [path, file kept open or None, its length]
+        self._hot = {}    # key -> [file kept open or None, its length]
         for key in hot:
-            self._hot[key] = [self._path(key), None, 0]
+            self._hot[key] = [None, 0]
 
     def _path(self, key):
         return self.root + "/" + key
@@ -42,9 +42,9 @@ class FileStore:
 
     def write(self, key, data):
         h = self._hot.get(key)
-        if h is not None and h[1] is not None:
-            f = h[1]
-            if h[2] == len(data):
+        if h is not None and h[0] is not None:
+            f = h[0]
+            if h[1] == len(data):
                 try:
                     f.seek(0)
                     f.write(data)
@@ -52,7 +52,7 @@ class FileStore:
                     return
                 except OSError:
                     pass          # this write replaces the file whole instead
-            h[1] = None
+            h[0] = None
             try:
                 f.close()
             except OSError:
@@ -64,16 +64,16 @@ class FileStore:
         os.rename(tmp, path)
         if h is not None:
             try:
-                h[1] = open(path, "r+b")
-                h[2] = len(data)
+                h[0] = open(path, "r+b")
+                h[1] = len(data)
             except (OSError, MemoryError):
                 pass              # the record is saved; the next write tries again
 
     def close(self):
         """Close the files kept open (before the file system is unmounted)."""
         for h in self._hot.values():
-            f = h[1]
-            h[1] = None
+            f = h[0]
+            h[0] = None
             if f is not None:
                 try:
                     f.close()
