@@ -29,11 +29,11 @@ except ImportError:    # MicroPython (the lab page runs these checks at the end 
 from pump import alarms as A
 from pump import eventlog as E
 from pump.schedule import BRIDGE
+from pump.controller import STOP_NAMES
 
 DAY = 86400000
 HOUR = 3600000
-STOPPING = {A.OCCLUSION: "occlusion", A.MOTOR_STALL: "motor_stall", A.BATTERY_EOS: "battery_eos",
-            A.INTERNAL_FAULT: "internal_fault"}
+STOP_BITS = dict(STOP_NAMES)
 
 
 def rate_table(prog):
@@ -64,8 +64,12 @@ def _secs_to_change(table, tod):
 
 class Scheduled:
     """S(t): what the programs in force scheduled up to t (nL x ms/day, exact),
-    on the pump's wall clock for flex steps, plus the boluses the pump granted
-    spread over their durations, with the bridge's old rate while it runs."""
+    plus the boluses the pump granted spread over their durations, with the
+    bridge's old rate while it runs. Flex steps follow the pump's wall clock as
+    the pump's day schedule does: a jump forward at once (the part skipped is
+    not owed), a jump back by holding its place in the day at the program's
+    lowest rate until the wall clock has caught up (a part of the day is never
+    owed twice). A change is taken the short way round the day."""
 
     def __init__(self, programs, walls, raw_events):
         self.changes = []    # (t, what, value)
@@ -83,15 +87,29 @@ class Scheduled:
         self.ci = 0
         self.table = None
         self.bridge = None
-        self.wall_off = 0
+        self.wall_off = None
+        self.hold_until = 0      # the day's schedule holds its place until then
         self.t = 0
         self.s = 0
 
+    def _set_wall(self, tc, off):
+        if self.wall_off is not None:
+            place = ((self.wall_off + tc // 1000) if tc >= self.hold_until else self.held) % 86400
+            d = ((off + tc // 1000) - place) % 86400
+            if d > 43200:
+                d -= 86400
+            if d < 0:
+                self.held = place
+                self.hold_until = tc - d * 1000
+            else:
+                self.hold_until = 0
+        self.wall_off = off
+
     def _apply_changes(self, t):
         while self.ci < len(self.changes) and self.changes[self.ci][0] <= t:
-            _, what, v = self.changes[self.ci]
+            tc, what, v = self.changes[self.ci]
             if what == 0:
-                self.wall_off = v
+                self._set_wall(tc, v)
             elif what == 1:
                 self.table = v
             else:
@@ -106,9 +124,13 @@ class Scheduled:
             if self.table is None:
                 self.t = end
                 continue
-            tod = (self.wall_off + self.t // 1000) % 86400
+            tod = ((self.wall_off or 0) + self.t // 1000) % 86400
             if self.bridge is not None:
                 rate, secs = self.bridge, None
+            elif self.t < self.hold_until:
+                rate = min(r for _, r in self.table)
+                secs = None
+                end = min(end, self.hold_until)
             else:
                 rate, secs = _rate(self.table, tod), _secs_to_change(self.table, tod)
             if secs is not None:
@@ -127,36 +149,27 @@ class Scheduled:
         return s
 
 
-def stop_intervals(raw_events, end, cut=()):
-    """[(t0, t1, why)] in which the pump must not stroke, from its own log:
-    stopping alarms until cleared or acknowledged, suspend until resume,
-    empty until the next refill, a new drug until a program for it. cut: times of commands a reset cut short: a
-    suspend logged then may not have been saved (the pump restarts running)."""
+def stop_intervals(raw_events, end):
+    """[(t0, t1, why)] in which the pump must not stroke, from its own log: its
+    stop records (a stop begun or ended, and after each restart the stops in
+    force then, which a reset may have changed: a save it cut off)."""
     out = []
     open_ = {}
     for t, kind, code, a, b in raw_events:
-        if kind == E.SUSPEND and t in cut:
+        if kind != E.STOP:
             continue
-        if kind == E.ALARM and code in STOPPING:
-            open_.setdefault(STOPPING[code], t)
-        elif kind == E.ALARM and code == A.RESERVOIR_EMPTY:
-            open_.setdefault("reservoir_empty", t)
-        elif kind == E.ALARM and code == A.PROGRAM_REQUIRED:
-            # a new drug: nothing is given until a program for it is in force
-            open_.setdefault("program_required", t)
-        elif kind == E.PROGRAM and "program_required" in open_:
-            out.append((open_.pop("program_required"), t, "program_required"))
-        elif kind in (E.ALARM_CLEAR, E.ACK) and code in STOPPING and STOPPING[code] in open_:
-            out.append((open_.pop(STOPPING[code]), t, STOPPING[code]))
-        elif kind == E.SUSPEND:
-            open_.setdefault("suspended", t)
-        elif kind == E.RESUME and "suspended" in open_:
-            out.append((open_.pop("suspended"), t, "suspended"))
-        elif kind == E.REFILL and code == 0 and "reservoir_empty" in open_:
-            out.append((open_.pop("reservoir_empty"), t, "reservoir_empty"))
-        elif kind == E.RESET:
-            # a reset ends no stop: the pump restores its stops from storage
-            pass
+        if code == 0:
+            for bit, name in STOP_NAMES:
+                if a & bit:
+                    open_.setdefault(name, t)
+                elif name in open_:
+                    out.append((open_.pop(name), t, name))
+            continue
+        name = STOP_BITS.get(code, str(code))
+        if a:
+            open_.setdefault(name, t)
+        elif name in open_:
+            out.append((open_.pop(name), t, name))
     for why, t0 in open_.items():
         out.append((t0, end + 1, why))
     return sorted(out)
@@ -235,9 +248,7 @@ def run_checks(w):
                        fullest_24h_permille=worst["24 h"][0], fullest_1h_permille=worst["1 h"][0]))
 
     # ---- I3: no stroke while the pump is stopped
-    cut = set(t for t, src, kind, code, detail in events
-              if src == "clinic" and kind == "command" and detail.startswith("the pump reset"))
-    stops = stop_intervals(raw_events, end, cut)
+    stops = stop_intervals(raw_events, end)
     bad = []
     si = 0
     for t, nl, kind, conc in trace:
@@ -367,8 +378,9 @@ def _quiet_stretches(events, raw_events, progs, stops, end, trace, profile):
         elif kind == "reset" or (src == "world" and code in ("reset", "power_cut")):
             k = bisect_right(times, t)
             marks.append((t, (times[k] if k < len(times) else end) + 120000))
-        elif src == "world" or kind in ("alarm", "alarm_clear", "refusal", "fault", "suspend",
-                                        "resume", "clock", "refill", "storage", "ack", "bridge", "program"):
+        elif src == "world" or kind in ("alarm", "alarm_clear", "refusal", "fault", "suspend", "stop",
+                                        "resume", "clock", "refill", "storage", "ack", "bridge", "program",
+                                        "time_of_day"):
             marks.append((t, t + 120000))
     for t0, t1, _ in stops:
         marks.append((t0 - lead, t1 + 120000))

@@ -34,6 +34,10 @@ class ClockModel:
     def wall_s(self):
         return self.wall_base + self.pump_elapsed_ms() // 1000 + self.wall_adjust
 
+    def tod_s(self):
+        """Local seconds since midnight: what the pump reads at every wake-up."""
+        return self.wall_s() % 86400
+
     def set_wall(self, s):
         self.wall_adjust = s - (self.wall_base + self.pump_elapsed_ms() // 1000)
 

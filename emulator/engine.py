@@ -101,7 +101,7 @@ class World:
         self.patient.dose(t, ug, where)
 
     def _sink(self, seq, day, ms, wall_s, kind, code, a, b):
-        k, c, d = describe(kind, code, a, b)
+        k, c, d = describe(kind, code, a, b, wall_s)
         self.events.append((self.clock.now, "pump", k, c, d))
         self.raw_events.append((self.clock.now, kind, code, a, b))
 

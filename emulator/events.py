@@ -4,11 +4,14 @@
 # gives them names and a readable detail, using the firmware's own name tables.
 from pump import alarms as A
 from pump import eventlog as E
-from pump.controller import REFUSAL_NAMES
+from pump.controller import REFUSAL_NAMES, STOP_NAMES
 from pump.schedule import KINDS
 
 RESET_CAUSES = ("power_on", "watchdog", "soft")
-GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_volume"}
+GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_volume", 5: "no_limits"}
+# a stop's bit -> the state name it gives (controller.STOP_NAMES)
+STOP_BITS = dict((bit, name) for bit, name in STOP_NAMES)
+TIME_OF_DAY_WHAT = {1: "skipped", 2: "held", 3: "hold_over"}
 STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link"}
 
 
@@ -16,8 +19,9 @@ def _name(seq, i):
     return seq[i] if 0 <= i < len(seq) and seq[i] else str(i)
 
 
-def describe(kind, code, a, b):
-    """-> (kind name, code name, detail) for one firmware event record."""
+def describe(kind, code, a, b, wall_s=0):
+    """-> (kind name, code name, detail) for one firmware event record (wall_s:
+    its stamp, the pump's wall clock when it was logged)."""
     k = E.kind_name(kind)
     if kind in (E.ALARM, E.ALARM_CLEAR, E.ACK):
         return k, A.name(code), "value %d" % a
@@ -25,9 +29,36 @@ def describe(kind, code, a, b):
         return k, A.name(code) if code else "internal", "count %d" % a
     if kind == E.REFUSAL:
         why = _name(REFUSAL_NAMES, code)
-        if why == "dose_limit" and a in GOVERNOR_REASONS:
-            return k, why, "stroke refused: " + GOVERNOR_REASONS[a]
-        return k, why, "request: " + _name(KINDS, a)
+        what = _name(E.REQUEST_NAMES, a)
+        if code == 0:
+            return k, why, "%d strokes refused in the run" % b
+        if a == E.REQ_STROKE:
+            return k, why, "stroke refused: " + GOVERNOR_REASONS.get(b, str(b))
+        if why == "dose_limit":
+            detail = GOVERNOR_REASONS.get(b, str(b))
+        elif why == "lockout":
+            detail = "%d s of lockout left" % b
+        elif why == "max_per_day":
+            detail = "%d granted in the last 24 h" % b
+        elif why == "not_enough_drug":
+            detail = "%d nL usable" % b
+        elif a == E.REQ_PROGRAM:
+            detail = "daily dose asked %d ug" % b
+        else:
+            detail = str(b)
+        return k, why, "%s refused: %s" % (what, detail)
+    if kind == E.STOP:
+        if code == 0:
+            names = [n for bit, n in STOP_NAMES if a & bit]
+            return k, "restart", "in force: " + (" ".join(names) if names else "none")
+        return k, STOP_BITS.get(code, str(code)), ("begun" if a else "ended") + (" (value %d)" % b if b else "")
+    if kind == E.TIME_OF_DAY:
+        what = TIME_OF_DAY_WHAT.get(code, str(code))
+        if code == 1:
+            return k, what, "%d s of the day skipped, %d nL basal not given" % (a, b)
+        if code == 2:
+            return k, what, "wall clock %d s behind the schedule: lowest rate until it catches up" % a
+        return k, what, "the day's schedule runs on"
     if kind == E.BOLUS:
         return k, _name(KINDS, code), "%d nL over %d s" % (a, b)
     if kind == E.PRIME:
@@ -41,11 +72,12 @@ def describe(kind, code, a, b):
     if kind == E.PROGRAM:
         return k, "in_force", "%d nL/day (%d ug/day)" % (a, b)
     if kind == E.RESET:
-        return k, _name(RESET_CAUSES, code), "lifetime strokes %d" % a
+        return k, _name(RESET_CAUSES, code), "lifetime strokes %d, %d nL basal skipped since the last save" % (a, b)
     if kind == E.CLOCK:
-        return k, "set", "wall %d s -> %d s (%+d s)" % (a, b, b - a)
+        old = a * 86400 + b
+        return k, "set", "wall %d s -> %d s (%+d s)" % (old, wall_s, wall_s - old)
     if kind == E.OVERRIDE:
-        return k, "step_up", "daily %d -> %d ug" % (a, b)
+        return k, "step_up", "daily %d -> %d ug (from the lowest dose in force in 24 h)" % (a, b)
     if kind == E.STORAGE:
         return k, STORAGE_WHAT.get(code, str(code)), "value %d" % a
     if kind == E.LINK:
@@ -69,7 +101,8 @@ def alarm_summary(raw_events):
                 al = alarms[nm] = {"alarm": nm, "critical": bool(A.CRITICAL[code]),
                                    "first_raised_ms": t, "raised": 0, "cleared_ms": []}
             al["raised"] += 1
-        elif kind in (E.ALARM_CLEAR, E.ACK) and A.name(code) in alarms:
+        elif kind == E.ALARM_CLEAR and A.name(code) in alarms:
+            # (an acknowledgement logs its own ack row and then the clear)
             alarms[A.name(code)]["cleared_ms"].append(t)
     return sorted(alarms.values(), key=lambda a: a["first_raised_ms"])
 

@@ -7,6 +7,7 @@ import re
 import tomllib
 
 from emulator import battery, catheter, clock, motor, patient
+from pump.controller import WALL_MAX_S
 # the portable part (also what the lab page runs under MicroPython)
 from emulator.preset import (NUM, ALARM_NAMES, ACTION_KEYS, ScenarioError, Event, Scenario,  # noqa: F401
                              fmt_time, check_table, action_args, PLAIN_KEYS)
@@ -120,9 +121,9 @@ def from_dict(raw, path="<scenario>"):
         raise ScenarioError(path, "start_time", "give local time without a zone: the pump's clock has none")
     sc.start_time = dt
     sc.start_wall_s = int((dt - EPOCH).total_seconds())
-    if not 0 <= sc.start_wall_s or sc.start_wall_s + sc.duration_ms // 1000 >= 0x3FFFFFFF:
-        raise ScenarioError(path, "start_time", "the run must stay between 2000-01-01 and 2034-01-09 13:37, "
-                            "the range of the pump's wall clock")
+    if not 0 <= sc.start_wall_s <= WALL_MAX_S:
+        raise ScenarioError(path, "start_time", "must be between 2000-01-01T00:00 and 2099-12-31T23:59:59, "
+                            "the dates the pump's wall clock can be set to")
 
     start = raw.get("start", {})
     if not isinstance(start, dict):

@@ -25,7 +25,9 @@ class Run:
         self._stalls_seen = 0
         self.next_wake = 0
         self.prog = None           # the program dict in force (as accepted)
+        self._seen = None          # the pump's (state, alarms) the oracle last saw
         self.pump = self._boot(RESET_POWER_ON)
+        self._saw()
 
     @property
     def now(self):
@@ -47,13 +49,25 @@ class Run:
             self.reboot()
             return None
 
+    def _saw(self):
+        """Tell the oracle what the pump says of itself (state, active alarms)
+        whenever that changes: I9 holds it to it."""
+        p = self.pump
+        seen = (p.state(), tuple(sorted(p.status()["alarms"])))
+        if seen != self._seen:
+            self._seen = seen
+            self.oracle.saw(self.now, seen[0], seen[1])
+
     def reboot(self, cause=RESET_SOFT):
         self.resets += 1
         self.resets_since_fill += 1
         # a reset loses what was owed but not yet a stroke: not liveness-relevant
         self.oracle.disturb(self.now + 1)
+        self.oracle.saw(self.now, "reset", ())
+        self._seen = None
         self.pump = self._guard(self._boot, cause) or self.pump
         self.next_wake = self.now
+        self._saw()
         if self.pump.stop & OCCLUDED:
             # restored in an occlusion stop, the pump reads the pressure clear
             # again (a reading a minute) before it resumes
@@ -66,6 +80,7 @@ class Run:
             return
         assert isinstance(sleep, int) and sleep >= 1, sleep
         self.next_wake = self.now + sleep
+        self._saw()
 
     def advance(self, ms):
         end = self.now + ms
@@ -105,7 +120,31 @@ class Run:
         def filled(_):
             self.hw.motor.actual_nl = volume_nl
             self.resets_since_fill = 0
+            self.oracle.drug(self.now, conc)
         res, err = self.command(self.pump.refill, volume_nl, conc, residual_nl, then=filled)
+        return err
+
+    def refill_retried(self, volume_nl, conc, tries=4):
+        """The clinician empties and refills the reservoir (the drug is in it
+        whatever the pump hears), then tells the pump, again after each reset
+        that cuts the command short, as a programmer that got no answer does.
+        -> the error of the last try, or None."""
+        residual = max(self.hw.motor.actual_nl, 0)
+        self.hw.motor.actual_nl = volume_nl
+        self.resets_since_fill = 0
+        self.oracle.drug(self.now, conc)
+        err = "reset"
+        for _ in range(tries):
+            try:
+                self.pump.refill(volume_nl, conc, residual)
+                err = None
+                break
+            except PowerCut:
+                self.reboot()
+            except (ProgramError, Refused, CommandError) as e:
+                err = e
+                break
+        self._cycle()
         return err
 
     def patient_bolus(self):
@@ -149,9 +188,11 @@ class Run:
         believed = self.pump.reservoir.remaining_nl()
         if self.pump.reservoir.conc and believed > max(m.actual_nl, 0):
             out.append("I5: pump believes %d nL left, only %d nL are there" % (believed, m.actual_nl))
-        if self.pump.reservoir.conc and m.actual_nl - believed > self.resets_since_fill * self.stroke:
-            out.append("I4/I5: pump believes %d nL left but %d nL are there; only %d resets could explain %d nL"
-                       % (believed, m.actual_nl, self.resets_since_fill, self.resets_since_fill * self.stroke))
+        uncertain = self.pump.status()["reservoir_uncertain_nl"]
+        if self.pump.reservoir.conc and m.actual_nl - believed > uncertain:
+            # every stroke the pump counts without knowing it ran, it says so
+            out.append("I4/I5: pump believes %d nL left but %d nL are there; it reports only %d nL as uncertain"
+                       % (believed, m.actual_nl, uncertain))
         return out
 
     def alarms_raised(self, code, since=0):

@@ -30,7 +30,8 @@ from test_properties import make_program
 from pump import alarms as A
 from pump import eventlog as E
 from pump.schedule import KINDS, PATIENT, PRIME
-from pump.controller import Refused, CommandError, REFUSAL_NAMES
+from pump.controller import Refused, CommandError, REFUSAL_NAMES, OCCLUDED
+from pump.governor import CAP_HOURLY
 from pump.program import ProgramError
 
 P = sim_profile()
@@ -262,7 +263,8 @@ def test_priming_bolus_refused_beyond_caps_or_speed():
     t0 = r.now
     _, err = r.command(r.pump.prime, 10)
     assert isinstance(err, Refused) and err.code == R_LIMIT
-    assert evs(r, E.REFUSAL, R_LIMIT, t0) == [(t0, E.REFUSAL, R_LIMIT, PRIME, 0)]
+    # why (dose_limit), what was asked (a priming bolus), which cap (the hourly one)
+    assert evs(r, E.REFUSAL, R_LIMIT, t0) == [(t0, E.REFUSAL, R_LIMIT, PRIME, CAP_HOURLY)]
     # faster than half the motor's top speed: refused as a bad argument
     least = -(-DEAD_NL * 2 * P["stroke_ms"] // (STROKE * MIN))
     _, err = r.command(r.pump.prime, least - 1)
@@ -310,7 +312,8 @@ def test_patient_bolus_lockout_refused_and_logged():
     t1 = r.now
     res, err = r.patient_bolus()
     assert res is None and isinstance(err, Refused) and err.code == R_LOCKOUT
-    assert evs(r, E.REFUSAL, since=t1) == [(t1, E.REFUSAL, R_LOCKOUT, PATIENT, 0)]
+    # the record says how long the lockout still runs (30 min)
+    assert evs(r, E.REFUSAL, since=t1) == [(t1, E.REFUSAL, R_LOCKOUT, PATIENT, 1800)]
     assert evs(r, E.BOLUS, since=t1) == []
     r.advance(PB["lockout_min"] * MIN - 30 * MIN + MIN)   # the lockout is over
     t2 = r.now
@@ -334,7 +337,8 @@ def test_patient_bolus_max_per_day():
     t1 = r.now
     res, err = r.patient_bolus()
     assert isinstance(err, Refused) and err.code == R_MAX_PER_DAY
-    assert evs(r, E.REFUSAL, since=t1) == [(t1, E.REFUSAL, R_MAX_PER_DAY, PATIENT, 0)]
+    # and how many boluses the last 24 h already hold
+    assert evs(r, E.REFUSAL, since=t1) == [(t1, E.REFUSAL, R_MAX_PER_DAY, PATIENT, 3)]
     r.advance(t0 + DAY - MIN - r.now)                       # still within 24 h of the first
     _, err = r.patient_bolus()
     assert isinstance(err, Refused) and err.code == R_MAX_PER_DAY
@@ -494,14 +498,20 @@ def test_occlusion_stops_and_no_bolus_after_release():
     r.hw.pressure.value = 20
     t1 = r.now
     r.advance(5 * HOUR)
-    clr = evs(r, E.ALARM_CLEAR, A.OCCLUSION, t1)
-    assert len(clr) == 1
+    # the stop ends when the pressure reads clear; the alarm stays (latched,
+    # resolved) until a clinician acknowledges it
+    clr = evs(r, E.STOP, OCCLUDED, t1)
+    assert [e[3] for e in clr] == [0]
+    assert evs(r, E.ALARM_CLEAR, A.OCCLUSION, t1) == []
+    assert r.pump.status()["alarms_resolved"] == ["occlusion"]
     tc = clr[0][0]
     assert tc - t1 <= (P["occlusion_samples"] + 1) * P["recheck_ms"]
     assert count(r, t1, tc) == 0
     # no post-occlusion bolus: the first hour carries at most the hourly volume + 1 stroke
     assert count(r, tc, tc + HOUR) <= owed(rate, HOUR) + 1
     assert_rate(r, tc, r.now, rate, "after release")
+    res, err = r.command(r.pump.acknowledge, A.OCCLUSION)
+    assert res is True and not r.pump.alarms.active[A.OCCLUSION]
 
 
 # ------------------------------------------------------- 8. leak
@@ -773,7 +783,8 @@ def test_clock_changes_neither_catch_up_nor_skip():
     r.advance(5 * HOUR)
     w = r.hw.clock.wall_s()
     assert r.set_wall(w - 3 * 3600) is None
-    assert evs(r, E.CLOCK, since=r.now) == [(r.now, E.CLOCK, 0, w, w - 3 * 3600)]
+    # the old time as its day and second of the day (the stamp is the new time)
+    assert evs(r, E.CLOCK, since=r.now) == [(r.now, E.CLOCK, 0, w // 86400, w % 86400)]
     r.advance(5 * HOUR)
     assert r.set_wall(r.hw.clock.wall_s() + 5 * 3600) is None
     r.advance(t0 + DAY - r.now)
@@ -783,7 +794,7 @@ def test_clock_changes_neither_catch_up_nor_skip():
     assert evs(r, E.REFUSAL, since=t0) == []
 
 
-def test_flex_steps_follow_the_new_wall_clock():
+def test_flex_steps_follow_the_wall_clock_forward_at_once_and_back_only_by_holding():
     steps = [{"start_min": 0, "daily_rate_ug": 200}, {"start_min": 8 * 60, "daily_rate_ug": 2000},
              {"start_min": 20 * 60, "daily_rate_ug": 200}]
     r = Run(P)                                  # wall clock starts at 00:00
@@ -795,18 +806,33 @@ def test_flex_steps_follow_the_new_wall_clock():
     t = r.now
     r.advance(HOUR)
     assert_rate(r, t, r.now, lo, "02:00-03:00")
+    t_fwd = r.now
     assert r.set_wall(r.hw.clock.wall_s() + 6 * 3600) is None   # 09:00: the day step at once
     t = r.now
     r.advance(HOUR)
     assert_rate(r, t, r.now, hi, "09:00-10:00 after setting the clock forward")
+    # the skipped 03:00-09:00 is not made up, and is logged with its basal volume
+    assert evs(r, E.TIME_OF_DAY, 1, t_fwd) == [(t_fwd, E.TIME_OF_DAY, 1, 6 * 3600,
+                                                (lo * 5 * 3600 + hi * 3600) // 86400)]
+    t_back = r.now
     assert r.set_wall(r.hw.clock.wall_s() - 6 * 3600) is None   # back to 04:00
+    assert evs(r, E.TIME_OF_DAY, 2, t_back) == [(t_back, E.TIME_OF_DAY, 2, 6 * 3600, 0)]
+    assert r.pump.status()["schedule_holding"]
+    # 04:00-10:00 by the new clock was lived once already today: the schedule
+    # holds at its 10:00 place, at the program's lowest rate, until the clock is back there
     t = r.now
     r.advance(HOUR)
     assert_rate(r, t, r.now, lo, "04:00-05:00 after setting the clock back")
-    r.advance(3 * HOUR + 30 * MIN)              # 08:30: the day step by the new clock
+    r.advance(3 * HOUR + 30 * MIN)              # 08:30 by the new clock: still held
     t = r.now
     r.advance(HOUR)
-    assert_rate(r, t, r.now, hi, "08:30-09:30")
+    assert_rate(r, t, r.now, lo, "08:30-09:30, held: the day step ran before the clock went back")
+    r.advance(30 * MIN + 2000)                  # 10:00: the hold is over, the day step again
+    ends = evs(r, E.TIME_OF_DAY, 3, t_back)
+    assert len(ends) == 1 and t_back + 6 * HOUR <= ends[0][0] <= t_back + 6 * HOUR + 2000
+    t = r.now
+    r.advance(HOUR)
+    assert_rate(r, t, r.now, hi, "10:00-11:00 by the new clock")
     assert r.alarms_raised(A.DOSE_LIMIT) == []
 
 
@@ -897,6 +923,9 @@ class FailingClock:
 
     def wall_s(self):
         return self.hw.clock.wall_s()
+
+    def tod_s(self):
+        return self.hw.clock.tod_s()
 
     def set_wall(self, s):
         self.hw.clock.set_wall(s)

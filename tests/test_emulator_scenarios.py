@@ -10,8 +10,9 @@ events.csv it learns only
   - which boluses and primes the pump granted (`pump,bolus` / `pump,prime`;
     their volumes and durations come from the scenario, not from the pump,
     and the pump's own figures are checked against them),
-  - when stops began and ended (pump alarm / alarm_clear / ack, suspend /
-    resume rows), and when something happened at all (for liveness).
+  - when stops began and ended (the pump's stop rows, and after each restart
+    the stops in force), when the governor refused strokes (refusal rows), and
+    when something happened at all (for liveness).
 It never imports emulator.checks and never reads report.json for a verdict
 (report.json's own `invariants` and `expectations` are asserted as well, as
 the emulator's self-check, not as the oracle).
@@ -27,8 +28,8 @@ can see; the emulator's checks do the same):
       With one concentration this is exactly "nL in the window <= max_*_ug *
       1e6 // concentration"; in mass it stays right across a concentration
       change, as the firmware's windows are rescaled then;
-  I3  no stroke while stopped (occlusion, motor_stall, battery_eos alarm until
-      its clear or acknowledgement; suspend until resume);
+  I3  no stroke while stopped (any stop the pump logged, from its begun row
+      to its ended row or a restart that no longer has it);
   I5  conservation: the trace never moves more drug than went into the
       reservoir (the start fill and every refill that was not a pocket fill),
       and no stroke finds the reservoir dry unless a pocket fill explains it;
@@ -78,14 +79,11 @@ QUIET_MIN_MS = 2 * HOUR      # quiet stretches at least this long get the direct
 
 CLINIC = {"program", "refill", "bolus", "patient_bolus", "prime", "suspend", "resume", "acknowledge",
           "silence", "alarm_test", "set_clock"}
-STOP_ALARMS = ("occlusion", "motor_stall", "battery_eos")
-# alarms while which delivery may rightly be held back: liveness is not owed
-HOLD_ALARMS = STOP_ALARMS + ("reservoir_empty", "dose_limit", "internal_fault")
 # alarms after which the pump waits for (or runs a safe rate until) a new program
 UNTIL_PROGRAM_ALARMS = ("program_required", "storage_corrupt")
 # pump event kinds that mark a disturbance (bolus, prime and program are handled on their own)
 DISTURBING = {"alarm", "alarm_clear", "ack", "reset", "fault", "refusal", "suspend", "resume", "clock",
-              "refill", "storage", "bridge", "program"}
+              "refill", "storage", "bridge", "program", "stop", "time_of_day"}
 TRACE_COLUMNS = ["t_ms", "nl", "kind", "concentration_ug_ml"]
 EVENT_COLUMNS = ["t_ms", "source", "kind", "code", "detail"]
 PLOTS = ("delivery.png", "reservoir_battery.png", "alarms.png", "patient.png", "trumpet.png")
@@ -306,10 +304,21 @@ def judge(sc, trace, events, probe_times=()):
     shift = 0
     clock_rows = {t for t, src, kind, _, _ in events if src == "pump" and kind == "clock"}
     jumps = [(pt(e.t_ms), "clock_jump", e.args, True) for e in sc.events if e.do == "clock_jump"]
+    # A glitch reaches the day's schedule when the pump next reads the clock:
+    # its time_of_day row (skipped or held) says when, and must come within its
+    # longest sleep; the schedule runs on the old time until then.
+    tod_rows = [t for t, src, kind, _, _ in events if src == "pump" and kind == "time_of_day"]
     for t, name, args, ok in sorted([c for c in commands if c[1] == "set_clock"] + jumps, key=lambda c: c[0]):
         if name == "clock_jump" or ok or t in clock_rows:
             shift += args["shift_min"] * 60
-            walls.append((t, sc.start_wall_s + t // 1000 + shift))      # t is pump time: the wall runs on it
+            t_seen = t
+            if name == "clock_jump" and args["shift_min"] % 1440:
+                k = bisect.bisect_left(tod_rows, t)
+                if k < len(tod_rows) and tod_rows[k] <= t + PROFILE["max_sleep_ms"]:
+                    t_seen = tod_rows[k]
+                else:
+                    bad("clock glitch at %d ms: the pump did not notice it within its longest sleep" % t)
+            walls.append((t_seen, sc.start_wall_s + t_seen // 1000 + shift))   # pump time: the wall runs on it
 
     # -- a clock_jump is a glitch the pump is not told of: it reads the new time
     #    at its next wake-up, at the latest max_sleep_ms later, and at the latest
@@ -330,56 +339,56 @@ def judge(sc, trace, events, probe_times=()):
         if w > 0 and max(rates) > min(rates):
             jump_allowances.append((t, w * (max(rates) - min(rates)) // DAY + 1, w))
 
-    # -- stops (no stroke) and holds (no liveness owed), from the pump's rows.
-    #    A command cut short by a power cut (its clinic row says the pump
-    #    reset) did not take effect, though the pump may have logged it before
-    #    the cut: suspend, resume and acknowledge save the stop last, and the
-    #    pump restarts from the saved one. Such rows are passed over.
-    cut = set()
-    pending = []
-    for i, (t, src, kind, code, detail) in enumerate(events):
-        if src == "clinic" and kind == "command":
-            if "reset" in detail and detail != "ok":
-                cut.update(j for j in pending if events[j][0] == t)
-            pending = []
-        elif src == "pump" and kind in ("suspend", "resume", "ack", "alarm_clear"):
-            pending.append(i)
+    # -- stops (no stroke) and holds (no liveness owed), from the pump's stop
+    #    rows: each stop begun and ended, and after every restart the stops in
+    #    force then (a reset may have cut off the save of a command logged
+    #    before it; the stop rows come after the saves). A run of strokes the
+    #    governor refused holds delivery back too, from its first refusal row
+    #    to the row that ends the run.
     v.cut_commands = sum(1 for _, src, kind, _, detail in events
                          if src == "clinic" and kind == "command" and "reset" in detail and detail != "ok")
     open_stop, open_hold = {}, {}
     holds = []
-    for i, (t, src, kind, code, detail) in enumerate(events):
-        if src != "pump" or i in cut:
+    for t, src, kind, code, detail in events:
+        if src != "pump":
             continue
-        if kind == "alarm":
-            if code in STOP_ALARMS:
-                open_stop.setdefault(code, t)
-            if code in HOLD_ALARMS or code in UNTIL_PROGRAM_ALARMS:
-                open_hold.setdefault(code, t)
-        elif kind in ("alarm_clear", "ack"):
+        if kind == "stop" and code == "restart":
+            # A stop ends when its cause is gone, never by a restart: the pump
+            # saves a stop before it logs it. Only a lost therapy record (a
+            # storage row at the restart) and an empty reservoir (worked out
+            # again at once) are exceptions.
+            in_force = set(detail[len("in force: "):].split()) - {"none"}
+            lost = any(r[0] == t and r[1:4] == ("pump", "storage", "therapy") for r in events)
+            for name in [n for n in open_stop if n not in in_force]:
+                t0 = open_stop.pop(name)
+                v.stops.append((t0, t, name))
+                if name != "out_of_drug" and not lost:
+                    bad("I3 across a reset: the %s stop begun at %d ms was forgotten by the restart at %d ms"
+                        % (name, t0, t))
+            for name in in_force:
+                open_stop.setdefault(name, t)
+        elif kind == "stop" and detail.startswith("begun"):
+            open_stop.setdefault(code, t)
+        elif kind == "stop":
             if code in open_stop:
                 v.stops.append((open_stop.pop(code), t, code))
-            if code in open_hold and code not in UNTIL_PROGRAM_ALARMS:
-                holds.append((open_hold.pop(code), t))
-        elif kind == "suspend":
-            open_stop.setdefault("suspended", t)
-            open_hold.setdefault("suspended", t)
-        elif kind == "resume":
-            if "suspended" in open_stop:
-                v.stops.append((open_stop.pop("suspended"), t, "suspended"))
-            if "suspended" in open_hold:
-                holds.append((open_hold.pop("suspended"), t))
+        elif kind == "refusal" and detail.startswith("stroke refused"):
+            open_hold.setdefault("refusing", t)
+        elif kind == "refusal" and code == "refusals_ended":
+            if "refusing" in open_hold:
+                holds.append((open_hold.pop("refusing"), t))
+        elif kind == "alarm" and code in UNTIL_PROGRAM_ALARMS:
+            open_hold.setdefault(code, t)
         elif kind == "program":
             for code in UNTIL_PROGRAM_ALARMS:
                 if code in open_hold:
                     holds.append((open_hold.pop(code), t))
-        elif kind == "refill" and code == "ok" and "reservoir_empty" in open_hold:
-            holds.append((open_hold.pop("reservoir_empty"), t))
     for why, t in open_stop.items():
         v.stops.append((t, end + 1, why))
     for why, t in open_hold.items():
         holds.append((t, end + 1))
-    v.stops.sort()
+    holds.extend((a, b) for a, b, _ in v.stops)
+    v.stops = sorted(x for x in v.stops if x[1] > x[0])     # (a stop begun and ended in one ms holds nothing)
 
     # -- disturbances: liveness is not owed from each until SETTLE_MS after it
     #    (a hold: after it ends; a bolus: 24 h after its end, as the caps may hold
@@ -594,7 +603,7 @@ def test_oracle_fails_a_pump_that_never_pumps(library_run):
 
 def test_oracle_fails_a_catch_up_and_a_cap_overrun(library_run):
     run = library_run("catheter-kink")
-    clear = run.pump_rows("alarm_clear", "occlusion")[0][0]
+    clear = occlusion_ends(run)[0][0]
     # 200 extra strokes right after the occlusion clears: a post-occlusion bolus
     extra = [(clear + 1000 * i, STROKE, "basal", 500) for i in range(200)]
     v = judge(run.sc, sorted(run.trace + extra), run.events)
@@ -607,12 +616,18 @@ def test_oracle_fails_a_catch_up_and_a_cap_overrun(library_run):
 
 
 # --------------------------------------------------------------------------- specific behaviours
+def occlusion_ends(run):
+    """The rows where an occlusion stop ended (the alarm itself stays, latched,
+    until a clinician acknowledges it)."""
+    return [e for e in run.pump_rows("stop", "occluded") if e[4].startswith("ended")]
+
+
 def test_catheter_kink_stops_and_resumes_without_a_bolus(library_run):
     run = library_run("catheter-kink")
     block = [e.t_ms for e in run.sc.events if e.do == "block"][0]
     alarms = [t for t, *_ in run.pump_rows("alarm", "occlusion") if t >= block]
     assert alarms and alarms[0] - block <= 10 * MIN, alarms
-    clears = [t for t, *_ in run.pump_rows("alarm_clear", "occlusion") if t > alarms[0]]
+    clears = [t for t, *_ in occlusion_ends(run) if t > alarms[0]]
     assert clears, "the occlusion never cleared after the release"
     alarm, clear = alarms[0], clears[0]
     assert run.strokes_in(alarm, clear) == 0
@@ -738,7 +753,7 @@ def test_occlusion_stop_survives_a_reset(tmp_path):
     blocked does not make the pump stroke into the block again."""
     run = _run_raw(OCCLUSION_THEN_RESET, tmp_path)
     alarm = run.pump_rows("alarm", "occlusion")[0][0]
-    clear = run.pump_rows("alarm_clear", "occlusion")[0][0]
+    clear = occlusion_ends(run)[0][0]
     assert run.pump_rows("reset")[-1][0] < clear
     # no stroke from the alarm until the occlusion clears, reset or not
     assert run.strokes_in(alarm + 1, clear) == 0, [t for t in run.verdict.times if alarm < t < clear]
@@ -751,22 +766,24 @@ def test_the_oracle_catches_an_occlusion_stop_forgotten_across_a_reset(tmp_path,
     from emulator import engine
     from pump.controller import Pump, OCCLUDED
     from pump import alarms as PA
+    from pump import eventlog as PE
     from pump.catheter import OCCLUDED as C_OCCL, CLEARED as C_CLEAR
 
     class ForgetfulPump(Pump):
         def _on_pressure(self, p):
             t = self.catheter.sample(p)
             if t == C_OCCL:
-                self.stop |= OCCLUDED
+                self._alarm(PA.OCCLUSION, p)  # (saves the latched alarm, before the stop)
+                self.stop |= OCCLUDED         # logged, never saved
                 self.schedule.forfeit()
-                self._alarm(PA.OCCLUSION, p)
+                self._event(PE.STOP, OCCLUDED, 1, p)
             elif t == C_CLEAR:
                 self.stop &= ~OCCLUDED
-                self._clear(PA.OCCLUSION, p)
+                self._event(PE.STOP, OCCLUDED, 0, p)
     monkeypatch.setattr(engine, "Pump", ForgetfulPump)
     run = _run_raw(OCCLUSION_THEN_RESET, tmp_path)
     alarm = run.pump_rows("alarm", "occlusion")[0][0]
-    clear = run.pump_rows("alarm_clear", "occlusion")[-1][0]
+    clear = occlusion_ends(run)[-1][0]
     assert run.strokes_in(alarm + 1, clear) > 0
     assert any(known_occlusion_reset_bug(x) for x in run.verdict.violations), run.verdict.violations
 
@@ -909,7 +926,7 @@ def generated_scenarios(draw):
 def known_occlusion_reset_bug(msg):
     """The oracle's report of strokes inside an occlusion stop across a reset
     (the firmware bug test_occlusion_stop_survives_a_reset guards against)."""
-    return msg.startswith("I3 across a reset:") and "(occlusion)" in msg
+    return msg.startswith("I3 across a reset:") and "occluded" in msg
 
 
 @settings(max_examples=min(settings().max_examples, 40))

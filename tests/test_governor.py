@@ -181,7 +181,9 @@ def test_evenly_spaced_strokes_at_the_program_rate_are_all_allowed(ug, conc, pha
 def flex_raw(draw):
     n = draw(st.integers(1, 5))
     starts = sorted(draw(st.sets(st.integers(0, 1439), min_size=n, max_size=n)))
-    steps = [{"start_min": m, "daily_rate_ug": draw(st.integers(0, 900))} for m in starts]
+    # 0, or at least a stroke an hour at 2000 ug/mL (12 ug/day): what validate() takes
+    steps = [{"start_min": m, "daily_rate_ug": draw(st.one_of(st.just(0), st.integers(12, 900)))}
+             for m in starts]
     if not any(s["daily_rate_ug"] for s in steps):
         steps[0]["daily_rate_ug"] = 50
     return {"mode": "flex", "concentration_ug_ml": draw(st.sampled_from([1000, 2000])), "steps": steps}

@@ -94,14 +94,16 @@ def test_exercise_1_occlusion_quotes_the_run():
     lb, res = finished("catheter-kink")
     occ = alarm(res, "occlusion")
     t_alarm, row = first(lb, "pump", "alarm", "occlusion")
-    t_clear, _ = first(lb, "pump", "alarm_clear", "occlusion")
+    t_clear = [t for t, r in rows(lb, "pump", "stop", "occluded") if "ended" in r][0]
+    t_ack, _ = first(lb, "pump", "ack", "occlusion")
     t_block, _ = first(lb, "world", "fault", "block")
     says(text, "At `%s`, %d s after the block: `%s`" % (fmt_time(t_alarm), (t_alarm - t_block) // 1000, row),
-         "`alarm_clear occlusion` at `%s`" % fmt_time(t_clear),
+         "The stop ends at `%s` (`pump stop occluded ended`" % fmt_time(t_clear),
+         "(`pump ack occlusion` at `%s`)" % fmt_time(t_ack),
          "delivered %.3f mL, programmed %.3f mL" % (res["delivered_nl"] / 1e6, res["scheduled_nl"] / 1e6),
          "*possible withdrawal* after 4 h",
          "At `%s`." % hm(flag_at(res, "possible_withdrawal")))
-    assert occ["first_raised_ms"] == t_alarm and occ["cleared_ms"] == [t_clear]
+    assert occ["first_raised_ms"] == t_alarm and occ["cleared_ms"] == [t_ack]
     # "Nothing" was delivered while the alarm was active, and the checks named hold
     assert not [s for s in lb.w.motor.trace if t_alarm <= s[0] < t_clear]
     assert strokes_before(lb, t_alarm) > strokes_before(lb, t_block)     # the strokes held behind the block
@@ -206,12 +208,13 @@ def test_exercise_5_reset_during_write_quotes_the_run():
     says(text, "`world fault power_cut` (`%s`)" % fmt_time(cuts[0]), "`%s`" % storage[cuts[0]])
     given = strokes_before(lb, cuts[0] + 1)
     says(text, "`lifetime strokes %d`, and %d strokes were given" % (given, given))
-    assert resets[cuts[0]] == "pump reset power_on lifetime strokes %d" % given
-    # the second tore a ledger copy: one stroke counted that was not given
+    assert resets[cuts[0]].startswith("pump reset power_on lifetime strokes %d," % given)
+    # the second tore a ledger copy short: a cut write, its stroke never commanded,
+    # so the count is exact (a full-length damaged copy would count one more)
     given = strokes_before(lb, cuts[1] + 1)
     says(text, "at `%s` and compare again" % fmt_time(cuts[1]),
-         "`lifetime strokes %d`; the motor had completed %d strokes" % (given + 1, given))
-    assert resets[cuts[1]] == "pump reset power_on lifetime strokes %d" % (given + 1)
+         "`lifetime strokes %d`; the motor had completed %d strokes" % (given, given))
+    assert resets[cuts[1]].startswith("pump reset power_on lifetime strokes %d," % given)
     assert storage[cuts[1]].startswith("pump storage ledger")
     t_ack, _ = first(lb, "pump", "ack", "watchdog_reset")
     says(text, "as at `%s`" % hm(t_ack))

@@ -12,10 +12,11 @@ shrink, so each kill is fast and the same on every machine.
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from pump.controller import Pump
+from pump.controller import Pump, CommandError
 from pump.governor import Governor
 from pump.ledger import Ledger
 from pump.schedule import Schedule
+from pump.timeofday import TimeOfDay
 
 import test_properties
 
@@ -124,6 +125,39 @@ class DryPump(Pump):
         self.reservoir.empty_nl -= self.stroke_nl
 
 
+class AlarmsNotLatchedPump(Pump):
+    """Keeps its alarms in memory only: a restart comes up with its stops
+    restored from storage but silent (the alarm not latched across a reset)."""
+
+    def _start(self, reset_cause):
+        Pump._start(self, reset_cause)
+        for code in self.alarms.codes():
+            self.alarms.clear(code)
+
+
+class WallClockDay(TimeOfDay):
+    """Keys the day's schedule on the wall clock alone: set back, a step runs again."""
+
+    def follow(self, dt_ms, tod_s):
+        self.place(tod_s)
+        return 0
+
+
+class WallClockDayPump(Pump):
+    def __init__(self, profile, *args, **kw):
+        Pump.__init__(self, profile, *args, **kw)
+        self.tod = WallClockDay()
+
+
+class Clock2034Pump(Pump):
+    """Takes the wall clock for seconds since 2000 below 2**30 (to 2034-01-09)."""
+
+    def set_clock(self, wall_s):
+        if wall_s > 0x3FFFFFFF:
+            raise CommandError("wall_s", "%d is outside 0..%d" % (wall_s, 0x3FFFFFFF))
+        Pump.set_clock(self, wall_s)
+
+
 MUTANTS = [
     # (mutant, what the oracle or a rule must say)
     (with_governor(LooseCapGovernor), "I2 cap"),
@@ -131,8 +165,11 @@ MUTANTS = [
     (CommandFirstPump, ("I4/I5", "I5:")),
     (CatchUpPump, "I1 over-delivery"),
     (NoOcclusionStopPump, "stroke completed after the occlusion alarm"),
-    (NeverPumps, "I6 liveness"),
+    (NeverPumps, ("I6 liveness", "I9 silent stop")),
     (DryPump, ("I5", "the reservoir is dry")),
+    (AlarmsNotLatchedPump, ("I9 silent stop", "no storage alarm", "no occlusion alarm")),
+    (WallClockDayPump, "I1"),
+    (Clock2034Pump, "clock set to day"),
 ]
 
 KILL = settings(max_examples=300, stateful_step_count=50, deadline=None, derandomize=True,

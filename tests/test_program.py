@@ -291,6 +291,14 @@ BAD = [
     ("cont", {"catheter_cm": 50, "catheter_nl_per_cm": 99}, "catheter_nl_per_cm", "99 is outside 100..20000"),
     ("cont", {"catheter_cm": 50, "catheter_nl_per_cm": 20001}, "catheter_nl_per_cm", "20001 is outside 100..20000"),
     ("cont", {"catheter_cm": 50, "catheter_nl_per_cm": 2200.0}, "catheter_nl_per_cm", "whole number"),
+    # every rate at least one stroke an hour (250 nL: 6000 nL/day), with a strength that would do
+    ("roomy", {"daily_dose_ug": 2}, "daily_dose_ug", "one 250 nL stroke every 90 min"),
+    ("roomy", {"daily_dose_ug": 2}, "daily_dose_ug", "at most 333 ug/mL for this dose, or at least 3 ug/day"),
+    ("roomy", {"concentration_ug_ml": 3000, "daily_dose_ug": 1}, "daily_dose_ug",
+     "1 ug/day at 3000 ug/mL is one 250 nL stroke every 1081 min"),
+    ("roomy", {"concentration_ug_ml": 3000, "daily_dose_ug": 1}, "daily_dose_ug", "at most 166 ug/mL"),
+    ("flex", {"steps.1.daily_rate_ug": 2}, "steps[1].daily_rate_ug", "every 90 min"),
+    ("cont", {"safe_rate_ug_day": 1}, "safe_rate_ug_day", "every 180 min"),
 ]
 
 
@@ -319,7 +327,7 @@ def test_bases_are_valid(base):
 GOOD = [  # boundaries that must be accepted: (base, edits, attribute, expected value)
     ("roomy", {"concentration_ug_ml": 10}, "conc", 10),
     ("roomy", {"concentration_ug_ml": 3000}, "conc", 3000),
-    ("roomy", {"daily_dose_ug": 1}, "daily_nl", 2000),
+    ("roomy", {"daily_dose_ug": 3}, "daily_nl", 6000),          # one stroke an hour exactly
     ("roomy", {"daily_dose_ug": 3000}, "daily_nl", 6_000_000),
     ("roomy", {"low_reservoir_ul": 0}, "low_reservoir_nl", 0),
     ("roomy", {"low_reservoir_ul": 40000}, "low_reservoir_nl", 40_000_000),
@@ -415,7 +423,7 @@ def test_smallest_bolus_at_the_strongest_drug_is_a_stroke_on_the_sim_board():
 LEAST = {
     "continuous 100 ug at 500": cont(100),
     "continuous 3000 ug at 10": cont(3000, concentration_ug_ml=10),
-    "continuous 7 ug at 3000": cont(7, concentration_ug_ml=3000),
+    "continuous 18 ug at 3000": cont(18, concentration_ug_ml=3000),   # the least at 3000: a stroke an hour
     "continuous with bolus": dict(cont(100), patient_bolus=BOLUS),
     "flex from midnight": flex(500, (0, 100), (480, 200), (1200, 100)),
     "flex short peak": flex(1000, (0, 0), (600, 3000), (601, 0), (900, 50)),
@@ -455,7 +463,7 @@ def test_least_daily_cap_named_in_message_is_accepted_and_one_less_is_not(name):
 
 
 @pytest.mark.parametrize("name", [
-    "continuous 100 ug at 500", "continuous 3000 ug at 10", "continuous 7 ug at 3000",
+    "continuous 100 ug at 500", "continuous 3000 ug at 10", "continuous 18 ug at 3000",
     "continuous with bolus", "flex from midnight", "flex short peak", "stopped at 3000",
     "flex wrapping midnight",
     "flex wrapping, peak after first",
@@ -486,6 +494,20 @@ def test_daily_cap_demanded_is_not_inflated_for_a_pattern_across_midnight():
     assert d <= 404
 
 
+def least_ug(conc):
+    """The smallest non-zero rate (ug/day) validate() takes at conc: one stroke an hour."""
+    return ceil_div(STROKE * 24 * conc, 1_000_000)
+
+
+def at_least_a_stroke_an_hour(ug, conc):
+    return ug if ug == 0 or ug >= least_ug(conc) else least_ug(conc)
+
+
+def cont_programs():
+    return st.builds(lambda ug, c: cont(at_least_a_stroke_an_hour(ug, c), concentration_ug_ml=c),
+                     st.integers(1, 3000), st.integers(10, 3000))
+
+
 @st.composite
 def flex_programs(draw, from_midnight=False, max_steps=10):
     n = draw(st.integers(1, max_steps))
@@ -497,12 +519,11 @@ def flex_programs(draw, from_midnight=False, max_steps=10):
     if not any(rates):
         rates[draw(st.integers(0, n - 1))] = draw(st.integers(1, 3000))
     conc = draw(st.one_of(st.sampled_from([10, 50, 500, 1000, 2000, 3000]), st.integers(10, 3000)))
+    rates = [at_least_a_stroke_an_hour(r, conc) for r in rates]
     return flex(conc, *zip(starts, rates))
 
 
-@given(raw=st.one_of(flex_programs(from_midnight=True),
-                     st.builds(lambda ug, c: cont(ug, concentration_ug_ml=c),
-                               st.integers(1, 3000), st.integers(10, 3000))))
+@given(raw=st.one_of(flex_programs(from_midnight=True), cont_programs()))
 def test_least_caps_match_busiest_window_property(raw):
     assert least_caps(raw) == least_caps_reference(raw)
 
@@ -514,7 +535,9 @@ def test_least_caps_match_busiest_window_property(raw):
     (3000, 2, 666), (2999, 3000, 1_000_333), (10, 3000, 300_000_000), (7 * 143, 1, 999),
 ])
 def test_daily_rate_converts_to_floor_nl(conc, ug, expected_nl):
-    p = validate(cont(ug, concentration_ug_ml=conc), STROKE)
+    # the conversion does not depend on the motor: a 10 nL stroke keeps every
+    # rate here above the floor of one stroke an hour
+    p = validate(cont(ug, concentration_ug_ml=conc), 10)
     assert p.steps == [(0, expected_nl)] and type(p.steps[0][1]) is int
     assert p.daily_nl == expected_nl
 
@@ -557,9 +580,7 @@ def test_caps_convert_to_floor_nl_property(conc, hourly, extra, low):
     assert_all_ints(p)
 
 
-@given(raw=st.one_of(flex_programs(),
-                     st.builds(lambda ug, c: cont(ug, concentration_ug_ml=c),
-                               st.integers(1, 3000), st.integers(10, 3000))),
+@given(raw=st.one_of(flex_programs(), cont_programs()),
        dose=st.integers(1, 500), duration=st.integers(1, 240), lockout=st.integers(0, 1440),
        per_day=st.integers(1, 24), safe_frac=st.integers(0, 100),
        cath=st.tuples(st.integers(1, 200), st.integers(100, 20000)))
@@ -568,6 +589,8 @@ def test_every_program_value_is_an_exact_int_property(raw, dose, duration, locko
     steps = raw_steps(raw)
     daily_ug_min = sum(minute_values(raw, lambda ug: ug))
     safe = daily_ug_min // DAY_MIN * safe_frac // 100
+    if safe < least_ug(conc):
+        safe = 0                 # a safe rate, too, is at least a stroke an hour
     raw = dict(raw, safe_rate_ug_day=safe, catheter_cm=cath[0], catheter_nl_per_cm=cath[1],
                patient_bolus={"dose_ug": dose, "duration_min": duration,
                               "lockout_min": max(10, duration, lockout), "max_per_day": per_day})
@@ -609,7 +632,7 @@ def test_extreme_program_keeps_every_value_a_small_int():
     # 06:00-22:00 at 100 ug/day, 22:00-06:00 (wrapping midnight) at 1000 ug/day
     ([(360, 100), (1320, 1000)], 100 * 960 + 1000 * 480, 400),
     ([(60, 0), (1380, 2400)], 2400 * 120, 200),                 # 23:00-01:00 only
-    ([(1, 1), (2, 0)], 1, 0),                                   # one minute at 1 ug/day: floor
+    ([(1, 3), (2, 0)], 3, 0),                                   # one minute at 3 ug/day: floor
     ([(0, 1000), (1, 0), (2, 1000)], 1000 * 1439, 999),
 ])
 def test_flex_daily_total_wraps_midnight(steps, ug_min, daily_ug):

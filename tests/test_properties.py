@@ -1,9 +1,14 @@
-"""Hypothesis stateful tests: the world does anything it may; I1-I7 hold after every step.
+"""Hypothesis stateful tests: the world does anything it may; I1-I9 hold after every step.
 
 Rules are what the world may do to the pump (programming, refills, bolus
 requests, suspend/resume, occlusion, stalls, battery drain, clock changes,
-resets in the middle of storage writes, bit flips). Invariants are checked by
-an independent oracle built from the raw stroke trace (tests/oracle.py).
+flex programs with the clock set back or forward at a step's boundary, dates
+up to 2099, resets in the middle of storage writes, a power cut at any write of
+a refill or a program change, a new drug with no program for it, bit flips).
+Invariants are checked by an independent oracle built from the raw stroke
+trace and what the pump says of itself (tests/oracle.py): I1 on every interval
+and on every 24 real hours, the caps in drug mass, liveness, and no silent
+stop (a pump that says it runs keeps up; a stopped one shows the stop's alarm).
 """
 import math
 
@@ -14,10 +19,13 @@ from conftest import sim_profile
 from harness import Run
 from oracle import DAY
 from pump import alarms as A
+from pump import eventlog as E
+from pump.controller import WALL_MAX_S
 
 PROFILE = sim_profile()
 STROKE = PROFILE["stroke_nl"]
 MIN = 60_000
+HOUR = 60 * MIN
 
 
 def make_program(conc, daily_ug=None, steps=None, pb=None, extra_daily=0, extra_hourly=0, **more):
@@ -104,22 +112,71 @@ class PumpWorld(RuleBasedStateMachine):
     def _reprogram(self, prog):
         before = self.run.prog
         err = self.run.program(prog)
-        if err is None and before is not None and (
-                prog["max_daily_ug"] < before["max_daily_ug"] or prog["max_hourly_ug"] < before["max_hourly_ug"]):
-            # lower caps than the windows already hold may hold strokes for a
-            # day: safety over liveness, so liveness is not owed for that day
-            self.run.oracle.disturb(self.run.now + DAY)
         if err is None:
-            self._cause("corrupt", False)   # a clinician reprogram ends the safe state
-            if self.refilled_since_loss:
-                # with the ledger lost the pump knows nothing of its reservoir: it
-                # stays stopped until a refill (measured) and then a new program
-                self._cause("ledger_lost", False)
+            self._after_program(prog, before)
+
+    def _after_program(self, prog, before):
+        """A program was accepted (before: the one it replaced)."""
+        if before is not None and (prog["max_daily_ug"] < before["max_daily_ug"]
+                                   or prog["max_hourly_ug"] < before["max_hourly_ug"]
+                                   or prog["concentration_ug_ml"] != before["concentration_ug_ml"]):
+            # lower caps than the windows already hold (or caps for a stronger
+            # drug, in whose terms the windows are rescaled) may hold strokes
+            # for a day: safety over liveness, so liveness is not owed for that day
+            self.run.oracle.disturb(self.run.now + DAY)
+        self._cause("corrupt", False)   # a clinician reprogram ends the safe state
+        self._cause("new_drug", False)  # and a program for the new drug ends its stop
+        if self.refilled_since_loss:
+            # with the ledger lost the pump knows nothing of its reservoir: it
+            # stays stopped until a refill (measured) and then a new program
+            self._cause("ledger_lost", False)
 
     @rule(volume_ml=st.integers(1, 20))
     def refill(self, volume_ml):
         if self.run.refill(volume_ml * 1_000_000, self.conc) is None and "ledger_lost" in self.causes:
             self.refilled_since_loss = True
+
+    @rule(k=st.integers(1, 8), clean=st.booleans(), new_drug=st.booleans(), volume_ml=st.integers(5, 20))
+    def refill_cut_at_a_write(self, k, clean, new_drug, volume_ml):
+        """Power is cut at the k-th storage write of a refill, maybe one with a
+        new strength and no program for it: the drug is in the reservoir
+        whatever the pump heard; the clinician repeats the refill after the
+        reset. A new drug stops the pump, alarmed, until a program for it."""
+        r = self.run
+        conc = (2000 if self.conc == 1000 else 1000) if new_drug else self.conc
+        r.hw.store.cut_at = r.hw.store.writes + k
+        r.hw.store.cut_clean = clean
+        err = r.refill_retried(volume_ml * 1_000_000, conc)
+        r.hw.store.cut_at = 0
+        if err is not None:
+            return
+        if "ledger_lost" in self.causes:
+            self.refilled_since_loss = True
+        if conc != self.conc:
+            self.conc = conc
+            self._cause("new_drug", True)
+            r.oracle.hold(r.now, True)
+            r.advance(HOUR)
+            assert r.pump.state() in ("needs_program", "storage_fault", "fault", "end_of_service"), (
+                "a new drug with no program for it, and the pump is " + r.pump.state())
+
+    @rule(k=st.integers(1, 8), clean=st.booleans(), daily=st.integers(50, 900))
+    def program_cut_at_a_write(self, k, clean, daily):
+        """Power is cut at the k-th storage write of a program change; the
+        clinician sends it again after the reset, as after any lost answer."""
+        r = self.run
+        before = r.prog
+        prog = make_program(self.conc, daily)
+        r.hw.store.cut_at = r.hw.store.writes + k
+        r.hw.store.cut_clean = clean
+        err = None
+        for _ in range(4):
+            err = r.program(prog)
+            if err != "reset":
+                break
+        r.hw.store.cut_at = 0
+        if err is None:
+            self._after_program(prog, before)
 
     @rule(dose=st.integers(5, 60), minutes=st.integers(1, 120))
     def clinician_bolus(self, dose, minutes):
@@ -154,6 +211,50 @@ class PumpWorld(RuleBasedStateMachine):
     @rule(delta_min=st.sampled_from([-600, -60, 60, 600, 24 * 60, -24 * 60]))
     def clock_change(self, delta_min):
         self.run.set_wall(self.run.hw.clock.wall_s() + delta_min * 60)
+
+    @precondition(lambda self: self.run is not None and self.run.prog is not None
+                  and self.run.prog["mode"] == "flex")
+    @rule(which=st.integers(0, 9), end=st.booleans(), delta_min=st.sampled_from([-60, 60, -23 * 60, 23 * 60]),
+          off_s=st.integers(-90, 90), glitch=st.booleans())
+    def clock_change_at_a_flex_step(self, which, end, delta_min, off_s, glitch):
+        """The clock set back or forward (by a clinician, or DST: a glitch the
+        pump is not told of) just as a flex step begins or ends: a step given
+        must not be given again within 24 real hours, a step skipped is not made up."""
+        r = self.run
+        steps = r.prog["steps"]
+        i = which % len(steps)
+        edge = steps[(i + 1) % len(steps)]["start_min"] if end else steps[i]["start_min"]
+        tod = r.hw.clock.wall_s() % 86400
+        wait = (edge * 60 + off_s - tod) % 86400
+        r.advance(wait * 1000)
+        if glitch:
+            # nobody tells the pump: it reads the new time at its next wake-up,
+            # and logs what that does to the day (the oracle moves the clock then)
+            t0 = r.now
+            c = r.hw.clock
+            c.set_wall(c.wall_s() + delta_min * 60)
+            r.advance(PROFILE["max_sleep_ms"] + 1)
+            seen = [e[0] for e in r.events if e[0] >= t0 and e[1] == E.TIME_OF_DAY]
+            assert seen, "the wall clock moved %d min and the pump did not notice within its longest sleep" % delta_min
+            r.oracle.set_wall(seen[0], c.wall_base + seen[0] // 1000 + c.wall_adjust)
+        else:
+            wall = r.hw.clock.wall_s() + delta_min * 60
+            err = r.set_wall(wall)
+            # any time up to the end of 2099 is set; past it the pump says why
+            assert (err is None) == (0 <= wall <= WALL_MAX_S), err
+
+    @rule(day=st.one_of(st.integers(0, 36524), st.sampled_from([12427, 12428, 12429, 36524])),
+          tod_s=st.integers(0, 86399))
+    def set_the_date(self, day, tod_s):
+        """Any date from 2000-01-01 to 2099-12-31 is set and kept (2034-01-09, where
+        seconds since 2000 pass 2**30, and the last day of 2099 most of all);
+        the pump doses on across it."""
+        r = self.run
+        wall = day * 86400 + tod_s
+        err = r.set_wall(wall)
+        assert err is None, "clock set to day %d of 2000-2099 refused: %s" % (day, err)
+        r.advance(HOUR)
+        assert abs(r.pump.status()["wall_s"] - (wall + 3600)) <= 1
 
     # ---------------------------------------------------------------- faults
     @rule(minutes=st.integers(1, 240))

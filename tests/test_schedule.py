@@ -512,9 +512,11 @@ def test_program_boundaries_from_validate():
 def flex_programs(draw):
     n = draw(st.integers(2, 6))
     starts = sorted(draw(st.sets(st.integers(0, 1439), min_size=n, max_size=n)))
-    steps = [{"start_min": m, "daily_rate_ug": draw(st.integers(0, 900))} for m in starts]
+    # 0, or at least a stroke an hour at 2000 ug/mL (12 ug/day): what validate() takes
+    steps = [{"start_min": m, "daily_rate_ug": draw(st.one_of(st.just(0), st.integers(12, 900)))}
+             for m in starts]
     if all(s["daily_rate_ug"] == 0 for s in steps):
-        steps[0]["daily_rate_ug"] = 1
+        steps[0]["daily_rate_ug"] = 12
     conc = draw(st.sampled_from([500, 1000, 2000]))
     return {"mode": "flex", "concentration_ug_ml": conc, "steps": steps}
 

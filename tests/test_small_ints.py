@@ -118,3 +118,53 @@ def test_crc_in_halves_is_crc32(data):
     c = binascii.crc32(data)
     assert compat.crc32_halves(data) == (c >> 16, c & 0xFFFF)
     assert compat.crc32_parts(data) == (c >> 16, c & 0xFFFF)
+
+
+def test_ten_years_at_the_least_rate_across_2034(monkeypatch):
+    """A pump implanted in 2030 at the smallest rate a program may have (one
+    stroke an hour) for ten years: across 2034-01-09, where seconds since 2000
+    pass 2**30, it doses on to the stroke, stamps its records with the true
+    date, and its hot path still keeps every value below 2**30 (the days
+    around the crossing and the last day are traced)."""
+    monkeypatch.setattr(compat, "WIDE_INTS", False)
+    f = Finder()
+    tracing = {"on": False}
+
+    class Probe(Pump):
+        def cycle(self):
+            if not tracing["on"]:
+                return Pump.cycle(self)
+            sys.settrace(f.tracer)
+            try:
+                return Pump.cycle(self)
+            finally:
+                sys.settrace(None)
+                f.walk(self, "pump", set())
+
+    monkeypatch.setattr(engine, "Pump", Probe)
+    sc = from_dict({
+        "title": "ten years at one stroke an hour", "duration": "3650d", "start_time": "2030-01-01T00:00",
+        "patient": {"sample_min": 720},
+        "physics": {"battery": {"capacity_mah": 3000}},        # a battery that outlasts the ten years
+        "start": {"fill_ml": 20, "concentration_ug_ml": 500, "program": {
+            "mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 3,
+            "max_daily_ug": 5, "max_hourly_ug": 1}},
+        "events": [{"at": "3000d 10:00", "do": "refill", "volume_ml": 20, "concentration_ug_ml": 500}],
+    }, "ten-years.toml")
+    crossing = 12427 - (sc.start_wall_s // 86400)          # 2034-01-09 is day 1469 of the run
+    w = engine.World(sc)
+    w.begin()
+    for d1, traced in [(crossing - 1, False), (crossing + 1, True), (3650, False)]:
+        tracing["on"] = traced
+        w.advance_to(d1 * DAY)
+    w.finish()
+    per_day = 24                                           # 3 ug/day at 500 ug/mL: 6000 nL, 24 strokes
+    assert abs(len(w.motor.trace) - 3650 * per_day) <= 2
+    for year in range(10):
+        n = sum(1 for t, *_ in w.motor.trace if year * 365 * DAY <= t < (year + 1) * 365 * DAY)
+        assert abs(n - 365 * per_day) <= 2, (year, n)
+    wall = w.pump.status()["wall_s"]
+    assert wall == sc.start_wall_s + 3650 * 86400 and wall >= 1 << 30
+    assert f.lines > 20_000
+    bad = ["%s %s = %d (%d times)" % (k[0], k[1], f.example[k], n) for k, n in f.found.most_common(20)]
+    assert not bad, "values of 2**30 or more on the hot path:\n" + "\n".join(bad)

@@ -614,8 +614,9 @@ def test_ledger_torn_write_any_prefix_over_old_or_erased_bytes(k, fill):
         if complete:
             assert st_ == OK and ledger_state(fresh) == STATES[k - 1], keep
         elif k == 1:
-            # cut short: never written; whole length but wrong: damaged later
-            expect = MISSING if torn_copy(s.data[torn_key]) else CORRUPT
+            # cut short: never written; whole length but wrong: damaged later, or
+            # cut in place (the ledger's size is fixed: only the length tells a cut)
+            expect = MISSING if torn_copy(s.data[torn_key], LEDGER_PAYLOAD) else CORRUPT
             assert st_ == expect and ledger_state(fresh) == ZERO, keep
         else:
             assert st_ == OK and ledger_state(fresh) == STATES[k - 2], keep
@@ -623,12 +624,13 @@ def test_ledger_torn_write_any_prefix_over_old_or_erased_bytes(k, fill):
 
 # =====================================================================  EventLog
 
-events = st.tuples(u32, u32, i32, u8, u8, i32, i32)   # day, ms, wall_s, kind, code, a, b
+events = st.tuples(u32, u32, u32, u8, u8, i32, i32)   # day, ms, wall_s, kind, code, a, b
 
 
 def ev(i):
-    """A distinct event with values in every field, including negatives."""
-    return (i, i * 1000 + 1, 852076800 + i if i % 2 else -i, E.ALARM + i % 18, (i * 37) % 256,
+    """A distinct event with values in every field, including negatives, and
+    wall times from 2027 to past 2099 (unsigned: 2**31 s after 2000 is 2068)."""
+    return (i, i * 1000 + 1, 852076800 + i if i % 2 else 3155759999 - i, E.ALARM + i % 18, (i * 37) % 256,
             -i * 1000, 2**31 - 1 - i)
 
 
@@ -802,6 +804,8 @@ BAD_EVENT_ARGS = [
     ("float a", (1, 2, 3, E.ALARM, 1, 0.5, 0)),
     ("code > 255", (1, 2, 3, E.ALARM, 300, 0, 0)),
     ("a > int32", (1, 2, 3, E.ALARM, 1, 2**31, 0)),
+    ("negative wall_s", (1, 2, -1, E.ALARM, 1, 0, 0)),
+    ("wall_s > u32", (1, 2, 2**32, E.ALARM, 1, 0, 0)),
 ]
 
 

@@ -92,7 +92,8 @@ def test_alarm_tables_have_one_entry_per_code():
     assert len(A.LATCHED) == A.N_ALARMS
     codes = [A.LOW_RESERVOIR, A.RESERVOIR_EMPTY, A.OCCLUSION, A.MOTOR_STALL, A.BATTERY_ERI,
              A.BATTERY_EOS, A.STORAGE_CORRUPT, A.WATCHDOG_RESET, A.CATHETER_LEAK,
-             A.REFILL_DISCREPANCY, A.DOSE_LIMIT, A.PROGRAM_REQUIRED, A.INTERNAL_FAULT]
+             A.REFILL_DISCREPANCY, A.DOSE_LIMIT, A.PROGRAM_REQUIRED, A.INTERNAL_FAULT,
+             A.FREQUENT_RESETS]
     assert sorted(codes) == list(range(1, A.N_ALARMS))
     assert A.name(A.OCCLUSION) == "occlusion"
     assert A.name(A.BATTERY_EOS) == "battery_eos"

@@ -58,6 +58,9 @@ class SimClock:
     def wall_s(self):
         return self.wall
 
+    def tod_s(self):
+        return self.wall % 86400
+
     def set_wall(self, s):
         self.wall = s
         self.bus.tell("clock.set_wall", [s])

@@ -20,16 +20,20 @@ REFILL_DISCREPANCY = const(10)
 DOSE_LIMIT = const(11)
 PROGRAM_REQUIRED = const(12)
 INTERNAL_FAULT = const(13)
-N_ALARMS = const(14)
+FREQUENT_RESETS = const(14)
+N_ALARMS = const(15)
 
 NAMES = ("", "low_reservoir", "reservoir_empty", "occlusion", "motor_stall", "battery_eri",
          "battery_eos", "storage_corrupt", "watchdog_reset", "catheter_leak",
-         "refill_discrepancy", "dose_limit", "program_required", "internal_fault")
+         "refill_discrepancy", "dose_limit", "program_required", "internal_fault",
+         "frequent_resets")
 CRITICAL = (False, False, True, True, True, False, True, True, False, False,
-            False, False, True, True)
-# Alarms that stay until a clinician acknowledges them, even if the cause is gone.
-LATCHED = (False, False, False, False, True, False, False, True, True, False,
-           True, False, False, True)
+            False, False, True, True, False)
+# Alarms that stay until a clinician acknowledges them, even once the cause is
+# gone (then they are "resolved": still shown, sounded as non-critical), and
+# that survive resets: whatever stopped delivery or made it short must be seen.
+LATCHED = (False, False, False, True, True, False, False, True, True, False,
+           True, True, True, True, True)
 
 TWO_TONE = const(2)      # 3 s two-tone: critical
 SINGLE_TONE = const(1)   # 1 s single tone: non-critical
@@ -50,14 +54,25 @@ class Alarms:
         self.active = [False] * N_ALARMS
         self.countdown = [0] * N_ALARMS   # ms until this alarm sounds again
         self.silenced = [0] * N_ALARMS    # ms of silence left
+        self.resolved = [False] * N_ALARMS  # latched, cause gone, waiting for an acknowledgement
 
     def raise_(self, code):
-        """-> True if the alarm was not already active."""
-        if self.active[code]:
+        """-> True if the alarm was not already active (or its cause had gone and
+        is back)."""
+        if self.active[code] and not self.resolved[code]:
             return False
         self.active[code] = True
+        self.resolved[code] = False
         self.countdown[code] = 0          # sound at the next annunciation
         self.silenced[code] = 0
+        return True
+
+    def resolve(self, code):
+        """The cause of a latched alarm is gone: it stays until acknowledged, at
+        the non-critical tone. -> True if that changed anything."""
+        if not self.active[code] or self.resolved[code] or not LATCHED[code]:
+            return False
+        self.resolved[code] = True
         return True
 
     def clear(self, code):
@@ -65,11 +80,12 @@ class Alarms:
         if not self.active[code]:
             return False
         self.active[code] = False
+        self.resolved[code] = False
         return True
 
     def any_critical(self):
         for c in range(1, N_ALARMS):
-            if self.active[c] and CRITICAL[c]:
+            if self.active[c] and CRITICAL[c] and not self.resolved[c]:
                 return True
         return False
 
@@ -103,7 +119,7 @@ class Alarms:
             else:
                 self.countdown[c] -= dt
             if self.countdown[c] <= 0:
-                crit = CRITICAL[c]
+                crit = CRITICAL[c] and not self.resolved[c]
                 if crit:
                     pattern = TWO_TONE
                 elif pattern == 0:

@@ -11,13 +11,14 @@ import json
 import struct
 from array import array
 from pump.compat import const
-from pump.units import DAY_S, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
+from pump.units import DAY_S, DAY_MS, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
 from pump.monotime import PumpTime
-from pump.program import (Program, ProgramError, validate, MAX_BOLUS_UG, fastest_bolus_nl_day,
-                          bolus_too_fast)
+from pump.timeofday import TimeOfDay, TOLERANCE_MS as TOD_TOLERANCE_MS
+from pump.program import (Program, ProgramError, StepUpError, validate, MAX_BOLUS_UG,
+                          fastest_bolus_nl_day, bolus_too_fast)
 from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
 from pump.governor import (Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR, DAY_SLOTS,
-                           RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
+                           CAP_DAILY, CAP_HOURLY, RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
 from pump.ledger import Ledger
 from pump.record import ABRecord, OK, MISSING, CORRUPT, copies
 from pump.reservoir import Reservoir, REFILL_DISCREPANCY as RECONCILE_BAD
@@ -40,6 +41,15 @@ STOP_NAMES = ((EOS, "end_of_service"), (FAULT, "fault"), (STORAGE, "storage_faul
               (STALLED, "motor_stalled"), (NEEDS_PROGRAM, "needs_program"),
               (EMPTY, "out_of_drug"), (OCCLUDED, "occluded"), (SUSPENDED, "suspended"))
 _PERSISTED_STOPS = SUSPENDED | STALLED | EOS | FAULT | NEEDS_PROGRAM | STORAGE | OCCLUDED
+# The alarm each stop holds active while it is set (no silent stop, I9). A
+# suspension is the clinician's own act and has none; needs_program has one
+# once the pump has had a drug or a program (a new pump owes nothing).
+STOP_ALARMS = ((EOS, A.BATTERY_EOS), (FAULT, A.INTERNAL_FAULT), (STORAGE, A.STORAGE_CORRUPT),
+               (STALLED, A.MOTOR_STALL), (NEEDS_PROGRAM, A.PROGRAM_REQUIRED),
+               (EMPTY, A.RESERVOIR_EMPTY), (OCCLUDED, A.OCCLUSION))
+# Stops an acknowledgement ends: only the clinician can say the motor or the
+# fault is dealt with. Every other stop ends when its cause is gone.
+_ACK_ENDS = ((A.MOTOR_STALL, STALLED), (A.INTERNAL_FAULT, FAULT))
 
 # Reasons a command is refused (also the code of the refusal event).
 R_NO_PROGRAM = const(1)
@@ -51,8 +61,20 @@ R_BUSY = const(6)
 R_BRIDGE = const(7)
 R_SAFE_MODE = const(8)
 R_NOT_ALLOWED = const(9)
-REFUSAL_NAMES = ("", "no_program", "pump_stopped", "lockout", "max_per_day", "dose_limit",
-                 "bolus_in_progress", "bridge_in_progress", "safe_mode", "not_allowed")
+R_RESERVOIR = const(10)
+R_PROGRAM = const(11)
+R_STEP_UP = const(12)
+# 0 is no refusal: the record that ends a run of refused strokes
+REFUSAL_NAMES = ("refusals_ended", "no_program", "pump_stopped", "lockout", "max_per_day", "dose_limit",
+                 "bolus_in_progress", "bridge_in_progress", "safe_mode", "not_allowed",
+                 "not_enough_drug", "invalid_program", "step_up_limit")
+
+# The wall clock may be set from 2000-01-01 to 2099-12-31 23:59:59 (seconds
+# since 2000, as MicroPython counts). Past 2034 that is 2**30 or more, a heap
+# object on a 32-bit board: the pump reads it only to stamp records and for
+# status, never per stroke (the schedule reads the clock's time of day).
+WALL_MAX_S = 3155759999
+RESETS_ALARM = const(3)        # this many restarts within 24 h raise frequent_resets
 
 HEARTBEAT_MS = const(600000)   # pump time is saved at the first wake-up this long after
 #                                the last save: a reset forgets at most this plus one sleep
@@ -84,9 +106,10 @@ class CommandError(ValueError):
 class Refused(Exception):
     """A well-formed request the pump will not carry out now (logged)."""
 
-    def __init__(self, code):
+    def __init__(self, code, detail=0):
         super().__init__(REFUSAL_NAMES[code])
         self.code = code
+        self.detail = detail      # the number behind it: seconds of lockout left, which cap, ...
 
 
 def _need_int(v, field, lo, hi):
@@ -112,6 +135,7 @@ class Pump:
         self.max_sleep_ms = profile.get("max_sleep_ms", 600000)
         self.fastest_nl_day = fastest_bolus_nl_day(self.stroke_nl, self.stroke_ms)
         self.time = PumpTime()
+        self.tod = TimeOfDay()    # the schedule's place in the day (never runs back)
         self.schedule = Schedule(self.stroke_nl)
         # The windows' counts live inside the window record's frame (u16 items:
         # 8-byte record header, 12 bytes of heads and lifetime, the counts, the
@@ -137,11 +161,15 @@ class Pump:
         self.titration = []       # [day, ms, daily ug*min, step-up %] of programs put in force,
         #                           back to the one in force 24 h ago
         self.pb_grants = []       # [day, ms] of patient boluses granted in the last 24 h
+        self.restarts = []        # [day, ms] of restarts in the last 24 h
+        self.reset_count = 0      # restarts over the pump's life
+        self.reset_nl = 0         # basal volume those restarts skipped (schedule time lost)
         self.catheter_nl = profile.get("catheter_nl", 0)
         self.strokes_done = 0     # completed strokes since start (feedback), for status
         self.refused_strokes = 0   # strokes the governor refused (a count: stays small)
         self._was_running = False
         self._refusing = 0
+        self._refused_run = 0     # strokes refused since the governor began refusing
         self._snap_idx = -1
         self._snap_lifetime = 0
         self._alarm_dt = 0
@@ -179,14 +207,18 @@ class Pump:
         corrupt = []
         ledger_ok = lst == OK
         saved_lifetime = self.ledger.lifetime if ledger_ok else 0
-        if lst == OK and self.ledger.rec.damaged:
-            # One copy fails its check: a write cut off by a reset (its stroke was
-            # never commanded), or a record written in full and damaged later,
-            # perhaps the newer one, whose stroke may have run. The two cannot be
-            # told apart for sure (a flipped length looks like a cut), so count
-            # one more stroke: the pump may believe it has less drug, never more.
+        if lst == OK and self.ledger.rec.suspect:
+            # One copy fails its check and is not a write cut short (a cut never
+            # commanded its stroke): a record written in full and damaged later,
+            # perhaps the newer one, whose stroke may have run, or a write cut in
+            # place. Count one more stroke: the pump may believe it has less drug,
+            # never more; it says how much it so believes in `uncertain`.
             self.ledger.strokes += 1
             self.ledger.lifetime += 1
+            self.ledger.uncertain += 1
+            # saved at once, over the intact copy first: a later write cut off
+            # over the damaged copy would otherwise erase what it says
+            self.ledger.save_over_damage()
         if lst == OK:
             self.reservoir.fill_nl = self.ledger.fill_nl
             self.reservoir.conc = self.ledger.conc
@@ -256,6 +288,7 @@ class Pump:
             self.stop |= STORAGE
         if tst == CORRUPT and not self.safe_mode:
             self.stop |= STORAGE
+        skip_nl = self._resume_day(ledger_ok)
         self.schedule.bridge_left_nl = 0
         if ledger_ok and self.bridge_from is not None and self.ledger.bridge_left_nl > 0:
             self.schedule.start_bridge(self.ledger.bridge_left_nl, self.bridge_from[1], self._tod())
@@ -275,24 +308,73 @@ class Pump:
             # the conservative counts are saved at once: another reset must not
             # go back to the snapshot without them
             self._save_window()
-        self._event(E.RESET, reset_cause, self.ledger.lifetime)
+        # a restart of a pump that has records (not a new pump): counted, and
+        # the basal the time since the last save held is what it may have lost
+        restart = lst != MISSING or tst != MISSING
+        if restart:
+            self.restarts.append([self.time.day, self.time.ms])
+            self._prune()
+            self.reset_count += 1
+            self.reset_nl += skip_nl
+        self._event(E.RESET, reset_cause, self.ledger.lifetime, skip_nl)
         for ev in self._event_later:
             self._event(*ev)
         if torn_log:
             self._event(E.STORAGE, 4, torn_log)
         for which in corrupt:
             self._event(E.STORAGE, which, 0)
+        # every stop brings its alarm back (no silent stop), and a drug the
+        # program is not for, found now (a save cut off by the reset), stops it
+        drug_known = self.reservoir.conc != 0 or self.program is not None
+        for bit, code in STOP_ALARMS:
+            if self.stop & bit and (code != A.PROGRAM_REQUIRED or drug_known):
+                self.alarms.raise_(code)
+        self._event(E.STOP, 0, self.stop)      # the stops in force after the restart
+        if self.tod.holding:
+            self._event(E.TIME_OF_DAY, 2, -self.tod.ahead_ms(self.clock.tod_s()) // 1000, 0)
         if corrupt or self._revalidation_failed:
             self._alarm(A.STORAGE_CORRUPT)
         if reset_cause == RESET_WATCHDOG:
             self._alarm(A.WATCHDOG_RESET)
-        if corrupt or self._revalidation_failed or reset_cause == RESET_WATCHDOG:
-            self._save_therapy()    # the latched alarm and the stop survive another reset
-        if self.stop & NEEDS_PROGRAM and self.reservoir.conc and self.program is not None:
-            self._alarm(A.PROGRAM_REQUIRED)
+        if len(self.restarts) >= RESETS_ALARM:
+            self._alarm(A.FREQUENT_RESETS, len(self.restarts))
+        if restart or corrupt or self._revalidation_failed:
+            # restarts counted; latched alarms and stops survive another reset
+            self._save_therapy(over_damage=self._therapy_damaged and self.therapy_rec.suspect > 0)
+        self._check_drug()
         self._check_reservoir()
+        # an alarm in force whose record a reset may have cut off is logged again
+        for code in self.alarms.codes():
+            if not self._logged_active(code):
+                self._event(E.ALARM, code, 0)
         self._was_running = False
         self._snap_idx = -1   # the first stroke after a start always snapshots the windows
+
+    def _resume_day(self, ledger_ok):
+        """Put the schedule back at its saved place in the day, then follow the
+        wall clock: forward over the time since the last save (the pump was off
+        or forgot it: not given, no catch-up), or hold if the clock went back.
+        -> the basal volume so skipped (nL)."""
+        now = self.clock.tod_s()
+        place = self.ledger.tod_place
+        if not ledger_ok or not 0 < place <= DAY_MS:
+            self.tod.place(now)
+            self.ledger.tod_place = self.tod.ms + 1
+            return 0
+        self.tod.ms = place - 1
+        self.tod.holding = False
+        d = self.tod.ahead_ms(now)
+        skip = 0
+        if d < -TOD_TOLERANCE_MS:
+            self.tod.hold(now)
+        elif d > 0:
+            p = self.program
+            if p is not None and not self.safe_mode:
+                skip = p.nl_over(self.tod.ms // 1000, d // 1000)
+            self.tod.place(now)
+        self.ledger.tod_place = self.tod.ms + 1
+        self.schedule.holding = self.tod.holding
+        return skip
 
     def _later(self, day, ms):
         if (day, ms) > (self.time.day, self.time.ms):
@@ -313,23 +395,22 @@ class Pump:
             self.stop |= NEEDS_PROGRAM
         self.titration = t.get("titration", [])
         self.pb_grants = t.get("pb", [])
+        self.restarts = t.get("restarts", [])
+        self.reset_count = t.get("resets", 0)
+        self.reset_nl = t.get("reset_nl", 0)
         self.catheter_nl = t.get("catheter_nl", self.catheter_nl)
         self.bridge_from = t.get("bridge")
         for code in t.get("latched", []):
             if 0 < code < A.N_ALARMS and A.LATCHED[code]:
                 self.alarms.raise_(code)
+        for code in t.get("resolved", []):
+            if 0 < code < A.N_ALARMS:
+                self.alarms.resolve(code)
         if self.stop & EOS:
             self.battery.state = B_EOS
-            self.alarms.raise_(A.BATTERY_EOS)
-        if self.stop & STALLED:
-            self.alarms.raise_(A.MOTOR_STALL)
         if self.stop & OCCLUDED:
-            # still blocked until the pressure reads clear again, as before the
-            # reset; logged again, as the reset may have cut off its record
+            # still blocked until the pressure reads clear again, as before the reset
             self.catheter.occluded = True
-            self.alarms.raise_(A.OCCLUSION)
-            if not self._logged_active(A.OCCLUSION):
-                self._event_later.append((E.ALARM, A.OCCLUSION, 0))
 
     def _logged_active(self, code):
         """Does the event log end this alarm's story with it raised? (A reset
@@ -387,29 +468,76 @@ class Pump:
         struct.pack_into("<III", self.window_rec.payload, 0, g.day.head, g.hour.head, self.ledger.lifetime)
         self.window_rec.save()
 
-    def _save_therapy(self):
+    def _save_therapy(self, over_damage=False):
+        """Save the therapy record. over_damage: the intact copy is written first
+        and then the damaged one, so that a save cut off cannot leave only the
+        older intact copy (what made the damage count would be forgotten)."""
         t = {"program": None if (self.program is None or self.safe_mode) else self.program.raw,
              "stop": self.stop & _PERSISTED_STOPS, "day": self.time.day, "ms": self.time.ms,
              "titration": self.titration, "pb": self.pb_grants, "catheter_nl": self.catheter_nl,
              "latched": [c for c in self.alarms.codes() if A.LATCHED[c]],
+             "resolved": [c for c in self.alarms.codes() if self.alarms.resolved[c]],
+             "restarts": self.restarts, "resets": self.reset_count, "reset_nl": self.reset_nl,
              "bridge": self.bridge_from if self.schedule.bridging() else None,
              "safe": self.safe_mode}
-        self.therapy_rec.save(json.dumps(t).encode())
+        raw = json.dumps(t).encode()
+        if over_damage:
+            self.therapy_rec.rewrite_newest(raw)
+        self.therapy_rec.save(raw)
 
     # ------------------------------------------------------------------ helpers
     def _tod(self):
-        return self.clock.wall_s() % DAY_S
+        """The schedule's time of day, s (it follows the wall clock, never back)."""
+        return self.tod.ms // 1000
 
     def _event(self, kind, code=0, a=0, b=0):
         self.log.add(self.time.day, self.time.ms, self.clock.wall_s(), kind, code, a, b)
 
     def _alarm(self, code, detail=0):
         if self.alarms.raise_(code):
+            if A.LATCHED[code]:
+                self._save_therapy()    # a latched alarm survives a reset
             self._event(E.ALARM, code, detail)
 
     def _clear(self, code, detail=0):
         if self.alarms.clear(code):
             self._event(E.ALARM_CLEAR, code, detail)
+
+    def _halt(self, bit, code=0, detail=0, save=False):
+        """Stop delivery for one cause, with its alarm (code 0: none). The stop
+        and a latched alarm are saved (save: the therapy record in any case)
+        before the records are logged: a reset in between leaves a stop whose
+        records are logged again at the restart, never a logged stop the pump
+        has forgotten."""
+        new = not self.stop & bit
+        self.stop |= bit
+        self.schedule.forfeit()
+        raised = code != 0 and self.alarms.raise_(code)
+        if save or (new and bit & _PERSISTED_STOPS) or (raised and A.LATCHED[code]):
+            self._save_therapy()
+        if new:
+            self._event(E.STOP, bit, 1, detail)
+        if raised:
+            self._event(E.ALARM, code, detail)
+
+    def _unhalt(self, bit, detail=0):
+        """One cause of a stop is gone (its latched alarm stays, resolved, until
+        a clinician acknowledges it)."""
+        if not self.stop & bit:
+            return
+        self.stop &= ~bit
+        if bit & _PERSISTED_STOPS:
+            self._save_therapy()
+        self._event(E.STOP, bit, 0, detail)
+
+    def _check_drug(self):
+        """The reservoir must hold the drug the program is for. A mismatch found
+        at any time (a restart after a save cut off in a refill included) stops
+        the pump, alarmed, until a clinician confirms a program for that drug."""
+        p = self.program
+        if (p is not None and self.reservoir.conc and p.conc != self.reservoir.conc
+                and not self.stop & NEEDS_PROGRAM):
+            self._halt(NEEDS_PROGRAM, A.PROGRAM_REQUIRED, self.reservoir.conc)
 
     def _running(self):
         return (self.stop == 0 and self.program is not None and self.program.mode != "stopped"
@@ -426,14 +554,17 @@ class Pump:
     def _check_reservoir(self):
         r = self.reservoir
         if r.conc == 0:
-            self.stop |= EMPTY
+            # never filled: a program in force with no drug is an empty reservoir
+            if not self.stop & EMPTY:
+                self._halt(EMPTY, A.RESERVOIR_EMPTY if self.program is not None else 0)
+            elif self.program is not None:
+                self._alarm(A.RESERVOIR_EMPTY)
             return
         if not r.can_stroke():
             if not self.stop & EMPTY:
-                self.stop |= EMPTY
-                self._alarm(A.RESERVOIR_EMPTY, r.remaining_nl())
+                self._halt(EMPTY, A.RESERVOIR_EMPTY, r.remaining_nl())
         elif self.stop & EMPTY:
-            self.stop &= ~EMPTY
+            self._unhalt(EMPTY)
             self._clear(A.RESERVOIR_EMPTY)
         low = self.program.low_reservoir_nl if self.program is not None else 0
         if r.remaining_nl() <= low:
@@ -447,6 +578,9 @@ class Pump:
         keep = [g for g in self.pb_grants if self.time.since(g[0], g[1]) < 86400000]
         if len(keep) != len(self.pb_grants):
             self.pb_grants = keep
+        keep = [g for g in self.restarts if self.time.since(g[0], g[1]) < 86400000]
+        if len(keep) != len(self.restarts):
+            self.restarts = keep
         # programs put in force within 24 h, and the one in force 24 h ago
         keep = [t for t in self.titration if self.time.since(t[0], t[1]) < 86400000]
         old = len(self.titration) - len(keep)
@@ -485,6 +619,7 @@ class Pump:
             return
         try:
             self._event(E.FAULT, 0, 0)
+            self._event(E.STOP, FAULT, 1, 0)
             self._event(E.ALARM, A.INTERNAL_FAULT, 0)
         except Exception:
             pass
@@ -496,11 +631,36 @@ class Pump:
         command never applies its new rates to time that has already passed."""
         dt = self.time.sync(self.clock.ticks_ms())
         self._alarm_dt += dt
+        held = self.tod.holding
+        jump = self.tod.follow(dt, self.clock.tod_s())
+        self.ledger.tod_place = self.tod.ms + 1
+        self.schedule.holding = self.tod.holding
         # while waiting to retry a stalled stroke the motor is not working: that
         # time is forfeited like any stop, but the stalled stroke stays owed
         self.schedule.advance(dt, self._tod(), self._was_running and not self._retry_wait)
         if not self._was_running:
             self.schedule.forfeit()
+        if jump or held != self.tod.holding:
+            self._day_moved(jump, held)
+
+    def _day_moved(self, jump, held):
+        """The wall clock moved under the schedule (set, a new time zone, DST, a
+        glitch): logged with what it means for the day's schedule."""
+        if jump < 0:
+            # the place held is saved: a restart must hold from it, not from an
+            # older place whose stretch of the day was given since
+            self.ledger.save(self.time.day, self.time.ms)
+            self._event(E.TIME_OF_DAY, 2, -jump // 1000, 0)
+            return
+        if held and not self.tod.holding:
+            self._event(E.TIME_OF_DAY, 3, 0, 0)
+        if jump > 0:
+            # the part of the day skipped is not given: its basal volume is logged
+            p = self.program
+            nl = 0
+            if p is not None and not self.schedule.bridging():
+                nl = p.nl_over((self.tod.ms - jump) % DAY_MS // 1000, jump // 1000)
+            self._event(E.TIME_OF_DAY, 1, jump // 1000, nl)
 
     def _cycle(self):
         self._sync()
@@ -518,12 +678,11 @@ class Pump:
         if b == B_ERI:
             self._alarm(A.BATTERY_ERI, self.battery.level)
         elif b == B_EOS:
-            self._alarm(A.BATTERY_EOS, self.battery.level)
-            self.stop |= EOS
-            self._save_therapy()
+            self._halt(EOS, A.BATTERY_EOS, self.battery.level)
 
         # 3. what is owed was counted by _sync in the state the pump was in at the
         # previous decision; if it is stopped now, all that is owed is forfeited
+        self._check_drug()
         self._check_reservoir()
         running = self._running()
         if not running:
@@ -564,10 +723,8 @@ class Pump:
         if act == RETRY:
             self.schedule.give_back(kind)
             return True
-        self.stop |= STALLED
+        self._halt(STALLED, A.MOTOR_STALL, self.supervisor.stalls)
         self._event(E.FAULT, A.MOTOR_STALL, self.supervisor.stalls)
-        self._alarm(A.MOTOR_STALL, self.supervisor.stalls)
-        self._save_therapy()
         return False
 
     def _next_wake(self, nxt, running, retry, tod):
@@ -585,6 +742,11 @@ class Pump:
             due = self.schedule.ms_until_due(tod)
             if due is not None and due < sleep:
                 sleep = due
+            if self.tod.holding:
+                # wake when the wall clock has caught up: the day's steps resume
+                due = self.tod.hold_left_ms(self.clock.tod_s()) + 1000
+                if due < sleep:
+                    sleep = due
         elif self.stop & OCCLUDED and self.recheck_ms < sleep:
             sleep = self.recheck_ms
         return sleep if sleep >= 1 else 1
@@ -596,18 +758,23 @@ class Pump:
         if reason != GOV_OK:
             self.schedule.refuse()
             self.refused_strokes += 1
+            self._refused_run += 1
             if reason != self._refusing:
                 self._refusing = reason
-                self._event(E.REFUSAL, R_LIMIT, reason)
+                self._event(E.REFUSAL, R_RESERVOIR if reason == GOV_RESERVOIR else R_LIMIT,
+                            E.REQ_STROKE, reason)
             if reason == GOV_RESERVOIR:
-                self.stop |= EMPTY
-                self._alarm(A.RESERVOIR_EMPTY, self.reservoir.remaining_nl())
+                self._halt(EMPTY, A.RESERVOIR_EMPTY, self.reservoir.remaining_nl())
             else:
                 self._alarm(A.DOSE_LIMIT, reason)
             return
         if self._refusing:
+            # the run of refusals is over: on the record with how many it held
             self._refusing = 0
-            self._clear(A.DOSE_LIMIT)
+            self._event(E.REFUSAL, 0, E.REQ_STROKE, self._refused_run)
+            self._refused_run = 0
+            if self.alarms.resolve(A.DOSE_LIMIT):    # latched: a clinician looks at why
+                self._save_therapy()
         kind = self.schedule.take()
         self.reservoir.strokes += 1
         led = self.ledger
@@ -625,6 +792,8 @@ class Pump:
         self.motor.stroke(kind)
         if kind == BRIDGE and not self.schedule.bridging():
             self._end_bridge()
+        if not self.reservoir.can_stroke():
+            self._check_reservoir()       # that was the last stroke it holds: say so now
 
     def _end_bridge(self):
         """The old-strength drug is out of the catheter: from now on strokes carry
@@ -644,14 +813,10 @@ class Pump:
         # between them then leaves a stop without its log record (logged again
         # at the restart), never a logged alarm the pump has forgotten.
         if t == C_OCCL:
-            self.stop |= OCCLUDED
-            self.schedule.forfeit()
-            self._save_therapy()    # a reset must not forget the stop and pump into the block
-            self._alarm(A.OCCLUSION, p)
+            self._halt(OCCLUDED, A.OCCLUSION, p)   # saved: a reset must not pump into the block
         elif t == C_CLEAR:
-            self.stop &= ~OCCLUDED
-            self._save_therapy()
-            self._clear(A.OCCLUSION, p)
+            self.alarms.resolve(A.OCCLUSION)       # latched: a clinician looks at why
+            self._unhalt(OCCLUDED, p)
         elif t == C_LEAK:
             self._alarm(A.CATHETER_LEAK, p)
         elif t == C_LEAK_CLEAR:
@@ -675,12 +840,21 @@ class Pump:
             # the program record is lost, the ledger kept its daily dose: the next
             # program is held to the step-up limit from it
             base = self.ledger.dose_ug_min
-        p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day, pct)
-        if self.reservoir.conc and p.conc != self.reservoir.conc:
-            raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
-                               % (p.conc, self.reservoir.conc))
-        if p.bridge and (self.program is None or self.program.conc == p.conc or self.safe_mode):
-            raise ProgramError("bridge", "there is no change of concentration to bridge")
+        try:
+            p = validate(raw, self.stroke_nl, prev, base, self.fastest_nl_day, pct)
+            if self.reservoir.conc and p.conc != self.reservoir.conc:
+                raise ProgramError("concentration_ug_ml", "the program is for %d ug/mL but the reservoir holds %d ug/mL"
+                                   % (p.conc, self.reservoir.conc))
+            if p.bridge and (self.program is None or self.program.conc == p.conc or self.safe_mode):
+                raise ProgramError("bridge", "there is no change of concentration to bridge")
+        except ProgramError as e:
+            # a refused program is on the record: the dose asked, and whether the
+            # step-up limit or a bad setting refused it
+            asked = raw.get("daily_dose_ug", 0) if isinstance(raw, dict) else 0
+            if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= 0x7FFFFFFF:
+                asked = 0
+            self._event(E.REFUSAL, R_STEP_UP if isinstance(e, StepUpError) else R_PROGRAM, E.REQ_PROGRAM, asked)
+            raise e
         return p
 
     def apply_program(self, p):
@@ -706,10 +880,15 @@ class Pump:
             self.catheter_nl = p.catheter_nl
         self.schedule.set_program(p, self._tod())
         self._apply_limits()
-        self.stop &= ~NEEDS_PROGRAM
-        if self.stop & STORAGE and self.reservoir.conc:
-            self.stop &= ~STORAGE
+        # a program for the drug in the reservoir is the clinician's answer to
+        # program_required; a lost record is resolved (its alarm waits for an ack)
         self._clear(A.PROGRAM_REQUIRED)
+        if self.stop & STORAGE and self.reservoir.conc:
+            self.alarms.resolve(A.STORAGE_CORRUPT)
+        ended = self.stop & NEEDS_PROGRAM
+        if self.reservoir.conc:
+            ended |= self.stop & STORAGE
+        self.stop &= ~ended
         self.titration.append([self.time.day, self.time.ms, p.daily_ug_min, p.max_step_up_pct])
         self.ledger.safe_rate_nl_day = p.safe_rate_nl_day
         self.ledger.dose_ug_min = p.daily_ug_min
@@ -717,8 +896,13 @@ class Pump:
         self.ledger.save(self.time.day, self.time.ms, both=True)
         self._save_therapy()
         self._event(E.PROGRAM, 0, p.daily_nl, p.daily_dose_ug())
+        for bit in (NEEDS_PROGRAM, STORAGE):
+            if ended & bit:
+                self._event(E.STOP, bit, 0, 0)
         if p.override_used:
-            self._event(E.OVERRIDE, 0, prev.daily_dose_ug() if prev is not None else 0, p.daily_dose_ug())
+            # the record names the dose the limit was measured from (the lowest
+            # in force in the last 24 h), which is what made the override needed
+            self._event(E.OVERRIDE, 0, p.base_ug_min // 1440, p.daily_dose_ug())
         self._check_reservoir()
 
     def program_now(self, raw):
@@ -745,14 +929,17 @@ class Pump:
         self.ledger.fill_nl = volume_nl
         self.ledger.conc = conc
         self.ledger.strokes = 0
+        self.ledger.uncertain = 0
+        # the fill first (both copies): a restart that finds the new drug with
+        # the old program in force stops the pump there (_check_drug)
+        self.ledger.save(self.time.day, self.time.ms, both=True)
         if self.program is None or self.program.conc != conc:
             # the drug changed: nothing is given until a program for it is confirmed
-            self.stop |= NEEDS_PROGRAM
-            if old_conc or self.program is not None:
-                self._alarm(A.PROGRAM_REQUIRED, conc)
-        self.ledger.save(self.time.day, self.time.ms, both=True)
+            self._halt(NEEDS_PROGRAM, A.PROGRAM_REQUIRED if (old_conc or self.program is not None) else 0,
+                       conc, save=True)
+        else:
+            self._save_therapy()
         self._event(E.REFILL, 0, volume_nl, conc)
-        self._save_therapy()
         self._check_reservoir()
         return status
 
@@ -765,16 +952,20 @@ class Pump:
             raise Refused(R_STOPPED)
         if self.schedule.bridging():
             raise Refused(R_BRIDGE)
+        usable = self.reservoir.remaining_nl() - self.reservoir.empty_nl
+        if dose_nl > usable:
+            raise Refused(R_RESERVOIR, usable if usable > 0 else 0)
         # room for the dose and what is owed now; basal given during the bolus
         # replaces basal that leaves the window meanwhile (the program was
         # validated to fit its busiest hour plus one bolus)
         need = dose_nl + self.schedule.owed_total() + 2 * self.stroke_nl
         if self.governor.headroom_nl(self.time.day, self.time.ms) < need:
-            raise Refused(R_LIMIT)
+            raise Refused(R_LIMIT, self.governor.tighter())
 
-    def _refuse(self, code, what):
-        self._event(E.REFUSAL, code, what)
-        raise Refused(code)
+    def _refuse(self, code, what, detail=0):
+        """Log a refused request (why, what was asked, the number behind it) and raise."""
+        self._event(E.REFUSAL, code, what, detail)
+        raise Refused(code, detail)
 
     def patient_bolus(self):
         """The patient asks for the programmed bolus. -> dose in nL, or Refused."""
@@ -791,13 +982,14 @@ class Pump:
                 raise Refused(R_BUSY)
             if self.pb_grants:
                 last = self.pb_grants[-1]
-                if self.time.since(last[0], last[1]) < p.pb_lockout_ms:
-                    raise Refused(R_LOCKOUT)
+                since = self.time.since(last[0], last[1])
+                if since < p.pb_lockout_ms:
+                    raise Refused(R_LOCKOUT, (p.pb_lockout_ms - since + 999) // 1000)
             if len(self.pb_grants) >= p.pb_max_per_day:
-                raise Refused(R_MAX_PER_DAY)
+                raise Refused(R_MAX_PER_DAY, len(self.pb_grants))
             self._grant_check(p.pb_dose_nl)
         except Refused as r:
-            self._refuse(r.code, PATIENT)
+            self._refuse(r.code, PATIENT, r.detail)
         self._sync()
         b.start(p.pb_dose_nl, p.pb_duration_ms)
         self.pb_grants.append([self.time.day, self.time.ms])
@@ -815,6 +1007,7 @@ class Pump:
         """A single bolus over a duration, then back to the basal program."""
         _need_int(dose_ug, "dose_ug", 1, MAX_BOLUS_UG)
         _need_int(duration_min, "duration_min", 1, 1440)
+        self._sync()
         if self.program is None:
             self._refuse(R_NO_PROGRAM, BOLUS)
         nl = ug_to_nl_floor(dose_ug, self.program.conc)
@@ -827,7 +1020,7 @@ class Pump:
                 raise Refused(R_BUSY)
             self._grant_check(nl)
         except Refused as r:
-            self._refuse(r.code, BOLUS)
+            self._refuse(r.code, BOLUS, r.detail)
         self._sync()
         b.start(nl, duration_min * 60000)
         self._event(E.BOLUS, BOLUS, nl, duration_min * 60)
@@ -837,6 +1030,7 @@ class Pump:
         """Priming bolus: fill the catheter's dead volume (length x volume per cm,
         plus the pump's own tubing). It counts against the caps like any stroke."""
         _need_int(duration_min, "duration_min", 1, 240)
+        self._sync()
         dead = self.catheter_nl + self.profile.get("pump_tubing_nl", 0)
         if volume_nl is None:
             volume_nl = dead
@@ -848,7 +1042,7 @@ class Pump:
                 raise Refused(R_BUSY)
             self._grant_check(volume_nl)
         except Refused as r:
-            self._refuse(r.code, PRIME)
+            self._refuse(r.code, PRIME, r.detail)
         self._sync()
         b.start(volume_nl, duration_min * 60000)
         self._event(E.PRIME, 0, volume_nl, duration_min * 60)
@@ -857,18 +1051,15 @@ class Pump:
     def suspend(self):
         self._sync()
         if not self.stop & SUSPENDED:
-            self.stop |= SUSPENDED
-            self.schedule.forfeit()
             self.schedule.cancel_boluses()
+            self._halt(SUSPENDED)
             self._event(E.SUSPEND)
-            self._save_therapy()
 
     def resume(self):
         self._sync()
         if self.stop & SUSPENDED:
-            self.stop &= ~SUSPENDED
+            self._unhalt(SUSPENDED)
             self._event(E.RESUME)
-            self._save_therapy()
 
     def silence(self):
         # time until now is spent on the countdowns first: it is not part of the silence
@@ -880,40 +1071,65 @@ class Pump:
         return n
 
     def acknowledge(self, code):
-        """A clinician acknowledges a latched alarm; clears the stop it caused."""
+        """A clinician acknowledges a latched alarm. It clears once its cause is
+        gone; for a motor stall or an internal fault the acknowledgement is what
+        ends the stop (the clinician says it is dealt with). -> True."""
         _need_int(code, "code", 1, A.N_ALARMS - 1)
         self._sync()
-        if not (A.LATCHED[code] and self.alarms.active[code]):
-            return False
+        nm = A.name(code)
+        if not self.alarms.active[code]:
+            raise CommandError("alarm", "%s is not active" % nm)
+        if not A.LATCHED[code]:
+            raise CommandError("alarm", "%s clears by itself when its cause is gone" % nm)
+        ends = 0
+        for c, bit in _ACK_ENDS:
+            if c == code:
+                ends = bit
+        for bit, c in STOP_ALARMS:
+            if c == code and self.stop & bit and bit != ends:
+                raise CommandError("alarm", "%s: its cause is still there (%s)" % (nm, self.state()))
+        if code == A.DOSE_LIMIT and self._refusing:
+            raise CommandError("alarm", "dose_limit: the limits still hold strokes back")
         self._event(E.ACK, code)
-        self._clear(code)
-        if code == A.MOTOR_STALL:
-            self.stop &= ~STALLED
-            self.supervisor.reset()
-        elif code == A.INTERNAL_FAULT:
-            self.stop &= ~FAULT
+        self.alarms.clear(code)
+        if ends:
+            self.stop &= ~ends
+            if ends == STALLED:
+                self.supervisor.reset()
         self._save_therapy()
+        self._event(E.ALARM_CLEAR, code, 0)
+        if ends:
+            self._event(E.STOP, ends, 0, 0)
         return True
 
     def alarm_test(self):
+        self._sync()
         self.alarms.test()
         self._event(E.ALARM_TEST)
 
     def set_clock(self, wall_s):
-        """Set the wall clock (clinician). Limits run on pump time, so this
-        moves flex steps and log stamps only: no catch-up, no skipped limit."""
+        """Set the wall clock (clinician), 2000-01-01 .. 2099-12-31. Limits run on
+        pump time and the day's schedule never runs back (timeofday.py), so this
+        moves flex steps and log stamps only: no catch-up, no step given twice."""
         self._sync()
-        _need_int(wall_s, "wall_s", 0, 0x3FFFFFFF)
+        _need_int(wall_s, "wall_s", 0, WALL_MAX_S)
         old = self.clock.wall_s()
+        # the schedule's place in the day is saved first: after a reset in the
+        # middle, the pump measures the clock change from where it was
+        self.ledger.save(self.time.day, self.time.ms)
         self.clock.set_wall(wall_s)
-        self._event(E.CLOCK, 0, old, wall_s)
+        # the record's own stamp is the new time; the old one goes as its day
+        # and second of the day (seconds since 2000 do not fit a field past 2068)
+        self._event(E.CLOCK, 0, old // DAY_S, old % DAY_S)
 
     def sync(self):
         """Bring pump time up to now (a programmer request measures time on it)."""
         self._sync()
 
     def log_event(self, kind, code=0, a=0, b=0):
-        """Record an event from outside the controller (the programmer link)."""
+        """Record an event from outside the controller (the programmer link),
+        stamped with pump time brought up to now."""
+        self._sync()
         self._event(kind, code, a, b)
 
     # ------------------------------------------------------------------ status
@@ -925,6 +1141,8 @@ class Pump:
             return "needs_program"
         if self.program.mode == "stopped":
             return "stopped"
+        if self._refusing:
+            return "dose_limited"     # the governor holds strokes back (dose_limit alarm)
         return "safe_mode" if self.safe_mode else "running"
 
     def facts(self):
@@ -932,7 +1150,9 @@ class Pump:
         p = self.program
         dose = p.daily_dose_ug() if p is not None and p.mode != "stopped" else 0
         return {"state": self.state(), "reservoir_nl": self.reservoir.remaining_nl(), "daily_dose_ug": dose,
-                "refused_strokes": self.refused_strokes, "forfeited_nl": self.schedule.forfeited_nl()}
+                "refused_strokes": self.refused_strokes, "forfeited_nl": self.schedule.forfeited_nl(),
+                "resets": self.reset_count, "reset_nl": self.reset_nl,
+                "uncertain_nl": self.ledger.uncertain * self.stroke_nl}
 
     def status(self):
         r = self.reservoir
@@ -947,7 +1167,15 @@ class Pump:
             "days_left": r.days_left(p.daily_nl) if p is not None else None,
             "battery_permille": self.battery.level,
             "alarms": [A.name(c) for c in self.alarms.codes()],
+            # latched alarms whose cause is gone, waiting for a clinician's acknowledgement
+            "alarms_resolved": [A.name(c) for c in self.alarms.codes() if self.alarms.resolved[c]],
             "strokes_counted": self.ledger.lifetime, "strokes_completed": self.strokes_done,
+            # of the strokes counted since the fill, those counted at a restart without
+            # knowing whether they ran: the reservoir may hold that much more than believed
+            "reservoir_uncertain_nl": self.ledger.uncertain * self.stroke_nl,
+            "resets": self.reset_count, "resets_24h": len(self.restarts),
+            "reset_skipped_nl": self.reset_nl,
             "bridge_left_nl": self.schedule.bridge_left_nl,
+            "schedule_time_s": self._tod(), "schedule_holding": self.tod.holding,
             "pump_time": [self.time.day, self.time.ms], "wall_s": self.clock.wall_s(),
         }

@@ -24,13 +24,29 @@ PRIME = const(16)
 BRIDGE = const(17)
 STORAGE = const(18)
 LINK = const(19)       # a programmer-link request refused for its authority (code: link error)
+STOP = const(20)       # code: the stop's bit; a: 1 begun, 0 ended (code 0: a = the stops
+#                        in force after a restart)
+TIME_OF_DAY = const(21)  # the wall clock moved under the day's schedule: code 1 skipped
+#                          forward (a: s, b: basal nL not given), 2 held (a: s behind), 3 hold over
 
+# A clock record (code 0, set): a = the old time's day since 2000, b = its
+# second of the day; the record's wall stamp is the new time.
 KIND_NAMES = ("", "alarm", "alarm_clear", "refill", "program", "reset", "fault", "refusal",
               "bolus", "suspend", "resume", "clock", "silence", "ack", "alarm_test",
-              "override", "prime", "bridge", "storage", "link")
+              "override", "prime", "bridge", "storage", "link", "stop", "time_of_day")
 
-_FMT = "<IIiBBii"   # day, ms, wall_s, kind, code, a, b (a record's payload)
-_REC = "<IIIiBBii"  # seq first: one entry of the ring in memory
+# A refusal record: code = why (controller.REFUSAL_NAMES), a = what was asked
+# (below; 1-3 are the schedule's bolus kinds), b = the number behind the refusal
+# (the governor's reason for a stroke, which cap for a bolus, seconds of lockout
+# left, grants in 24 h, usable nL, the daily dose asked of a program).
+REQ_STROKE = const(0)
+REQ_PROGRAM = const(5)
+REQUEST_NAMES = ("stroke", "bolus", "patient_bolus", "prime", "bridge", "program")
+
+# wall_s is unsigned: seconds since 2000 reach 2**31 in 2068, and the clock may
+# be set to 2099 (records written before, signed, read the same below 2**31)
+_FMT = "<IIIBBii"   # day, ms, wall_s, kind, code, a, b (a record's payload)
+_REC = "<IIIIBBii"  # seq first: one entry of the ring in memory
 _REC_LEN = const(26)
 
 

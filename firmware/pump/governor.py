@@ -183,6 +183,13 @@ class Governor:
             return CAP_HOURLY
         return OK
 
+    def tighter(self):
+        """Which cap leaves less room now (CAP_DAILY or CAP_HOURLY): what a
+        refusal for the limits names."""
+        if self.cap_hour - self.hour.total < self.cap_day - self.day.total:
+            return CAP_HOURLY
+        return CAP_DAILY
+
     def headroom_nl(self, day, ms):
         """Volume that could still be given now without reaching either cap."""
         self.roll(day, ms)

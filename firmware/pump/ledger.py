@@ -10,9 +10,10 @@
 import struct
 from pump.record import ABRecord, OK
 
-_FMT = "<IIIIIIIIIII"
+_FMT = "<IIIIIIIIIIIII"
 FIELDS = ("day", "ms", "strokes", "lifetime", "fill_nl", "conc", "bridge_left_nl",
-          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl", "dose_ug_min")
+          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl", "dose_ug_min", "tod_place", "uncertain")
+_OLD_LEN = 44    # the record before tod_place and uncertain: still read, so an update keeps the counts
 
 
 class Ledger:
@@ -29,6 +30,10 @@ class Ledger:
         self.max_daily_nl = 0
         self.max_hourly_nl = 0
         self.dose_ug_min = 0      # daily dose of the program in force (ug*min/day)
+        self.tod_place = 0        # the schedule's place in the day (timeofday.py), ms + 1; 0: unknown
+        self.uncertain = 0        # of the strokes since the fill, those counted at a restart
+        #                           without knowing whether they ran (the believed reservoir
+        #                           may be that much below the real one)
         self.last_was_stroke = False  # the newest copy is a stroke's write-ahead
 
     def load(self):
@@ -37,7 +42,14 @@ class Ledger:
             v = struct.unpack(_FMT, payload)
             (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
              self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
+             self.max_hourly_nl, self.dose_ug_min, self.tod_place, self.uncertain) = v
+        elif status == OK and len(payload) == _OLD_LEN:
+            v = struct.unpack(_FMT[:12], payload)
+            (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
+             self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
              self.max_hourly_nl, self.dose_ug_min) = v
+            self.tod_place = 0
+            self.uncertain = 0
         elif status == OK:
             status = 2  # wrong shape: treat as corrupt
         return status
@@ -48,7 +60,8 @@ class Ledger:
         # packed in the record's own frame: a stroke's save allocates nothing
         struct.pack_into(_FMT, self.rec.payload, 0, day, ms, self.strokes, self.lifetime,
                          self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
-                         self.max_daily_nl, self.max_hourly_nl, self.dose_ug_min)
+                         self.max_daily_nl, self.max_hourly_nl, self.dose_ug_min,
+                         self.tod_place, self.uncertain)
 
     def uncount(self, day, ms):
         """The stroke counted by the last save did not run (the motor stalled).
@@ -63,6 +76,15 @@ class Ledger:
         else:   # another save came between (a program change): both copies
             self.rec.save()
             self.rec.save()
+        self.last_was_stroke = False
+
+    def save_over_damage(self):
+        """After a damaged copy: the counts as now adjusted, written over the
+        intact copy and then over the damaged one (a cut in the first leaves two
+        bad copies, a lost ledger: the safe side; in the second, the first)."""
+        self._pack(self.day, self.ms)
+        self.rec.rewrite_newest()
+        self.rec.save()
         self.last_was_stroke = False
 
     def save(self, day, ms, both=False, stroke=False):

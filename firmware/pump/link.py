@@ -19,7 +19,7 @@ from pump import frames as F
 from pump import alarms as A
 from pump import eventlog as E
 from pump.compat import const
-from pump.controller import CommandError, Refused, REFUSAL_NAMES
+from pump.controller import CommandError, Refused, REFUSAL_NAMES, WALL_MAX_S
 from pump.hmac256 import HMAC256, equal
 from pump.program import ProgramError
 from pump.record import ABRecord, OK as REC_OK, CORRUPT as REC_CORRUPT
@@ -473,7 +473,7 @@ class Link:
 
     def _do_clock_set(self, args):
         self._clear_pending()
-        self.pump.set_clock(_arg(args, "wall_s", 0, 0x3FFFFFFF))
+        self.pump.set_clock(_arg(args, "wall_s", 0, WALL_MAX_S))
         return {"wall_s": self.pump.clock.wall_s()}
 
     def _do_acknowledge(self, args):

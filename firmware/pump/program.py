@@ -15,6 +15,9 @@ MAX_BOLUS_UG = 500
 MAX_BOLUS_MIN = 240        # a patient bolus lasts at most 4 h
 DEFAULT_STEP_UP_PCT = 30   # label titration: raise 10-30 % once per 24 h (spinal)
 DEFAULT_LOW_RESERVOIR_UL = 2000
+# Every rate the pump gives is at least one stroke an hour: a longer gap
+# between strokes could not be told from a stop (no silent stop, I9).
+MAX_STROKE_INTERVAL_MIN = 60
 
 KNOWN_KEYS = ("mode", "concentration_ug_ml", "daily_dose_ug", "steps", "max_daily_ug",
               "max_hourly_ug", "max_step_up_pct", "override_step_up", "patient_bolus",
@@ -41,6 +44,11 @@ class ProgramError(ValueError):
         super().__init__(field + ": " + reason)
         self.field = field
         self.reason = reason
+
+
+class StepUpError(ProgramError):
+    """A raise of the daily dose beyond the step-up limit (the safety refusal
+    a clinician override exists for), told apart from a malformed program."""
 
 
 def _int(raw, key, lo, hi, default=None, field=None):
@@ -72,6 +80,7 @@ class Program:
         self.mode = "stopped"
         self.conc = 0
         self.steps = [(0, 0)]        # (start second of day, nL/day), sorted
+        self.min_rate = 0            # the lowest step's nL/day (given while the day's schedule holds)
         self.step_ug = [0]           # ug/day of each step, for read-back
         self.daily_ug_min = 0        # daily dose in ug*min/day (exact, for step-up checks)
         self.daily_nl = 0
@@ -80,6 +89,7 @@ class Program:
         self.max_step_up_pct = DEFAULT_STEP_UP_PCT
         self.override = False
         self.override_used = False   # the override let through a raise the limit refuses
+        self.base_ug_min = 0         # the dose the step-up was measured from (ug*min/day), 0: none
         self.pb_dose_nl = 0          # patient bolus; 0 means none programmed
         self.pb_dose_ug = 0
         self.pb_duration_ms = 0
@@ -111,6 +121,21 @@ class Program:
             if start > tod_s:
                 return start - tod_s
         return DAY_S - tod_s + self.steps[0][0]
+
+    def nl_over(self, tod_s, span_s):
+        """Basal volume (nL, rounded down) the program gives over span_s seconds
+        of the day from local time tod_s: what a skipped part of the day held."""
+        total = 0                 # in nL*s/day
+        t = tod_s % DAY_S
+        left = span_s
+        while left > 0:
+            rate = self.rate_at(t)
+            nb = self.next_boundary_s(t)
+            span = left if nb is None or nb > left else nb
+            total += rate * span
+            t = (t + span) % DAY_S
+            left -= span
+        return total // DAY_S
 
     def readback(self):
         """What the pump echoes to the programmer: its own converted numbers."""
@@ -229,6 +254,10 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_d
 
     p.daily_nl = ug_to_nl_floor(p.daily_ug_min, conc * DAY_MIN)
     peak_rate = max(r for _, r in p.steps)
+    p.min_rate = min(r for _, r in p.steps)
+    for i in range(len(p.steps)):
+        _check_interval("daily_dose_ug" if mode == "continuous" else "steps[%d].daily_rate_ug" % i,
+                        p.step_ug[i], p.steps[i][1], conc, stroke_nl)
     max_daily_ug = _int(raw, "max_daily_ug", 1, 2 * MAX_DAILY_DOSE_UG)
     max_hourly_ug = _int(raw, "max_hourly_ug", 1, 2 * MAX_DAILY_DOSE_UG)
     if max_hourly_ug > max_daily_ug:
@@ -286,6 +315,7 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_d
     if safe_ug * DAY_MIN > p.daily_ug_min:
         raise ProgramError("safe_rate_ug_day", "%d ug/day is above the programmed daily dose" % safe_ug)
     p.safe_rate_nl_day = ug_to_nl_floor(safe_ug, conc)
+    _check_interval("safe_rate_ug_day", safe_ug, p.safe_rate_nl_day, conc, stroke_nl)
     p.low_reservoir_nl = _int(raw, "low_reservoir_ul", 0, 40000, default=DEFAULT_LOW_RESERVOIR_UL) * 1000
     p.max_step_up_pct = _int(raw, "max_step_up_pct", 0, 100, default=DEFAULT_STEP_UP_PCT)
     p.override = _bool(raw, "override_step_up")
@@ -309,13 +339,30 @@ def validate(raw, stroke_nl, previous=None, min_recent_ug_min=None, fastest_nl_d
         base = min_recent_ug_min
     if min_recent_pct is not None and min_recent_pct < pct:
         pct = min_recent_pct
+    p.base_ug_min = base or 0
     if base and p.daily_ug_min > in_force and p.daily_ug_min * 100 > base * (100 + pct):
         if not p.override:
-            raise ProgramError("daily_dose_ug",
+            raise StepUpError("daily_dose_ug",
                                "raises the daily dose from %d to %d ug, more than %d %% within 24 h; a clinician override is required"
                                % (base // DAY_MIN, p.daily_dose_ug(), pct))
         p.override_used = True
     return p
+
+
+def _check_interval(field, ug_day, nl_day, conc, stroke_nl):
+    """A non-zero rate must give at least one stroke every MAX_STROKE_INTERVAL_MIN."""
+    if nl_day <= 0 or nl_day * MAX_STROKE_INTERVAL_MIN >= stroke_nl * DAY_MIN:
+        return
+    least_nl = -((-stroke_nl * DAY_MIN) // MAX_STROKE_INTERVAL_MIN)    # nL/day
+    most_conc = ug_day * 1000000 // least_nl
+    what = "%d ug/day at %d ug/mL is one %d nL stroke every %d min; the pump gives a rate at least one stroke every %d min (a longer gap could not be told from a stop)" % (
+        ug_day, conc, stroke_nl, stroke_nl * DAY_MIN // nl_day, MAX_STROKE_INTERVAL_MIN)
+    if most_conc >= MIN_CONC_UG_ML:
+        what += ": use a concentration of at most %d ug/mL for this dose, or at least %d ug/day" % (
+            most_conc, _ug_ceil(least_nl, conc))
+    else:
+        what += ": at least %d ug/day at this concentration" % _ug_ceil(least_nl, conc)
+    raise ProgramError(field, what)
 
 
 def _ug_ceil(nl, conc):

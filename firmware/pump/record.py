@@ -69,9 +69,16 @@ def unframe(data):
     return seq, bytes(data[_HEAD_LEN : _HEAD_LEN + n])
 
 
-def torn(data):
+def torn(data, size=None):
     """Is data the start of a record whose write was cut off (shorter than its
-    own header says)? Such a copy was never complete, so never in force."""
+    own header says)? Such a copy was never complete, so never in force.
+    size: the payload size of a fixed-size record, when known: then a copy
+    shorter than such a record is a cut and one of its full length is not (a
+    flipped bit never makes data shorter, so the length alone tells them apart;
+    a write cut in place, over old or erased bytes, keeps the full length and
+    counts as damage: the safe side)."""
+    if size is not None:
+        return len(data) < _HEAD_LEN + size + 4
     if len(data) < _HEAD_LEN:
         return True
     magic, n, _ = struct.unpack_from(_HEAD, data, 0)
@@ -121,7 +128,7 @@ class ABRecord:
             rec = unframe(raw)
             if rec is None:
                 self.damaged += 1
-                if not torn(raw):
+                if not torn(raw, None if self.frame is None else self.frame.n):
                     self.suspect += 1
             elif best is None or rec[0] > best[0]:
                 best = rec

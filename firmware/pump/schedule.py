@@ -106,6 +106,8 @@ class Schedule:
         self.forfeited_rem = 0
         self.bridge_left_nl = 0    # old-strength volume still to push out
         self.bridge_rate = 0
+        self.holding = False       # the wall clock went back: the day's schedule
+        #                            waits at the program's lowest rate (timeofday.py)
 
     # --- what is in force -------------------------------------------------
     def set_program(self, program, tod_s):
@@ -125,6 +127,8 @@ class Schedule:
             self.basal.set(self.bridge_rate)
         elif self.program is None:
             self.basal.set(0)
+        elif self.holding:
+            self.basal.set(self.program.min_rate)
         else:
             self.basal.set(self.program.rate_at(tod_s))
 
@@ -285,7 +289,7 @@ class Schedule:
         for b in self.boluses:
             if b.active and (best is None or b.left_s < best):
                 best = b.left_s
-        if self.program is not None and self.bridge_left_nl == 0:
+        if self.program is not None and self.bridge_left_nl == 0 and not self.holding:
             nb = self.program.next_boundary_s(tod_s)
             if nb is not None and (best is None or nb < best):
                 best = nb

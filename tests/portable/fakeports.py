@@ -24,6 +24,9 @@ class Clock:
     def wall_s(self):
         return self.wall_base + self.now // 1000 + self.wall_adjust
 
+    def tod_s(self):
+        return self.wall_s() % 86400
+
     def set_wall(self, s):
         self.wall_adjust = s - (self.wall_base + self.now // 1000)
 

@@ -1,0 +1,310 @@
+"""The six hazards scenarios from outside the project found, each as it was
+seen, and how the pump now ends it. Each test failed on the pump before the
+fix; each also checks that the pump goes on dosing (a pump that stops for good
+would pass a safety check and fail its patient).
+
+1. A power cut in the therapy save of a refill with a new strength: the pump
+   restarted with the old program, the new drug and no stop: a silent stop.
+2. A flex step given twice when the clock went back an hour (DST fall-back),
+   and a step skipped with no record when it went forward.
+3. Nothing past 2034-01-09 could be set or run (seconds since 2000 >= 2**30).
+4. A reset every few minutes: strokes lost and the reservoir believed short,
+   and nothing said so.
+5. Programs the pump cannot give well (a stroke every 18 h) and a bolus bigger
+   than the reservoir were accepted.
+6. Log records that mislead: a refusal's reason and request in one field, a
+   stale stamp, an override that named the wrong base, no record of a refused
+   program.
+"""
+import pytest
+
+from conftest import sim_profile
+from fakeports import PowerCut
+from harness import Run
+from test_properties import make_program
+from pump import alarms as A
+from pump import eventlog as E
+from pump.controller import (Refused, CommandError, R_LIMIT, R_RESERVOIR, R_PROGRAM, R_STEP_UP, NEEDS_PROGRAM,
+                             WALL_MAX_S)
+from pump.governor import CAP_DAILY
+from pump.program import ProgramError
+from pump.schedule import PATIENT, BOLUS
+
+P = sim_profile()
+STROKE = P["stroke_nl"]
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+FILL = 20_000_000
+Y2000 = 0                      # the pump's epoch
+D2034 = 12427 * 86400          # 2034-01-09 00:00: 2**30 s after 2000 is 13:37:04 that day
+
+
+def evs(r, kind, code=None, since=0):
+    return [e for e in r.events if e[1] == kind and (code is None or e[2] == code) and e[0] >= since]
+
+
+def strokes(r, t0=0, t1=None):
+    return sum(1 for t, _ in r.hw.motor.trace if t >= t0 and (t1 is None or t < t1))
+
+
+def nl_day(ug, conc):
+    return ug * 1_000_000 // conc
+
+
+def max_real_day(r, t0, t1):
+    """The most strokes in any 24 real hours inside [t0, t1) (the trace's own count)."""
+    ts = [t for t, _ in r.hw.motor.trace if t0 <= t < t1]
+    best = 0
+    j = 0
+    for i, t in enumerate(ts):
+        while ts[j] <= t - DAY:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+# ------------------------------------------------------------ 1. silent stop
+def refill_torn_at_therapy_save(clean):
+    """Continuous 400 ug/day at 500 ug/mL; a refill with 2000 ug/mL and no new
+    program; the power is cut in the refill's therapy-record save."""
+    r = Run(P)
+    assert r.refill(FILL, 500) is None
+    assert r.program(make_program(500, 400)) is None
+    r.advance(DAY)
+    p = r.pump
+    saves = []
+    real = p.therapy_rec.save
+
+    def spy(*a, **k):       # find which store write is the refill's therapy save
+        saves.append(r.hw.store.writes + 1)
+        return real(*a, **k)
+    p.therapy_rec.save = spy
+    base = r.hw.store.writes
+    p.refill(FILL, 2000, r.hw.motor.actual_nl)        # a dry run on a copy of the store
+    k = saves[0] - base
+    # the same again, for real, with the power cut at that write
+    r = Run(P)
+    assert r.refill(FILL, 500) is None
+    assert r.program(make_program(500, 400)) is None
+    r.advance(DAY)
+    r.hw.store.cut_at = r.hw.store.writes + k
+    r.hw.store.cut_clean = clean
+    err = r.refill(FILL, 2000)
+    assert err == "reset"
+    r.hw.motor.actual_nl = FILL          # the drug is in the reservoir whatever the pump heard
+    return r
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["torn", "atomic"])
+def test_a_refill_cut_in_its_therapy_save_stops_the_pump_with_its_alarm(clean):
+    r = refill_torn_at_therapy_save(clean)
+    t0 = r.now
+    r.advance(2 * DAY)
+    st = r.pump.status()
+    assert strokes(r, t0 + 1) == 0                  # no 500 ug/mL program pumps 2000 ug/mL drug
+    assert st["state"] == "needs_program", st["state"]
+    assert "program_required" in st["alarms"]
+    assert r.pump.stop & NEEDS_PROGRAM
+    # it survives another reset, and cannot be acknowledged away while the cause is there
+    r.reboot()
+    r.advance(HOUR)
+    assert "program_required" in r.pump.status()["alarms"] and r.pump.state() == "needs_program"
+    _, err = r.command(r.pump.acknowledge, A.PROGRAM_REQUIRED)
+    assert isinstance(err, CommandError) and "still there" in str(err)
+    # a program for the new drug ends it; dosing resumes at the new strength
+    assert r.program(make_program(2000, 400)) is None
+    t1 = r.now
+    r.advance(DAY)
+    assert abs(strokes(r, t1) * STROKE - nl_day(400, 2000)) <= 2 * STROKE
+    assert not r.pump.alarms.active[A.PROGRAM_REQUIRED]
+
+
+def test_a_drug_mismatch_found_at_a_restart_is_logged_as_a_stop():
+    r = refill_torn_at_therapy_save(False)
+    stops = [e for e in evs(r, E.STOP, NEEDS_PROGRAM) if e[3] == 1]
+    alarms = evs(r, E.ALARM, A.PROGRAM_REQUIRED)
+    assert stops and alarms, "the stop and its alarm must be on the record"
+
+
+# ------------------------------------------------------------ 2. clock changes and flex steps
+FLEX = [{"start_min": 0, "daily_rate_ug": 200}, {"start_min": 120, "daily_rate_ug": 2600},
+        {"start_min": 180, "daily_rate_ug": 200}]      # 300 ug/day, 108 ug of it 02:00-03:00
+
+
+def flex_pump():
+    r = Run(P, wall_start_s=9500 * 86400)    # the wall clock at 00:00
+    assert r.refill(FILL, 500) is None
+    prog = {"mode": "flex", "concentration_ug_ml": 500, "steps": FLEX, "max_daily_ug": 400,
+            "max_hourly_ug": 150}
+    assert r.program(prog) is None
+    return r
+
+
+def test_a_fall_back_does_not_give_the_flex_step_twice_in_24_real_hours():
+    r = flex_pump()
+    r.advance(DAY + 3 * HOUR)                 # day 2, 03:00: the step has just run
+    t = r.now
+    assert r.set_wall(r.hw.clock.wall_s() - 3600) is None     # back to 02:00 (DST ends)
+    r.advance(3 * DAY)
+    daily = nl_day(300, 500)
+    worst = max_real_day(r, 0, r.now) * STROKE
+    assert worst <= daily + STROKE, "%d nL in some 24 real hours, the program gives %d" % (worst, daily)
+    held = evs(r, E.TIME_OF_DAY, 2, t)
+    assert [e[3] for e in held] == [3600]
+    assert evs(r, E.TIME_OF_DAY, 3, t)                  # and the hold ends an hour later
+    assert r.alarms_raised(A.DOSE_LIMIT) == []          # no cap had to stop it
+    # liveness: the day after it gives its program to a stroke or two
+    assert abs(strokes(r, t + DAY + HOUR, t + 2 * DAY + HOUR) * STROKE - daily) <= 2 * STROKE
+
+
+def test_a_spring_forward_skips_the_step_and_logs_it_with_its_volume():
+    r = flex_pump()
+    r.advance(DAY + 2 * HOUR)                 # day 2, 02:00: the step begins
+    t = r.now
+    assert r.set_wall(r.hw.clock.wall_s() + 3600) is None     # 03:00 (DST begins)
+    r.advance(HOUR)
+    skipped = evs(r, E.TIME_OF_DAY, 1, t)
+    assert [(e[3], e[4]) for e in skipped] == [(3600, nl_day(2600, 500) // 24)]
+    assert strokes(r, t, r.now) * STROKE <= nl_day(200, 500) // 24 + STROKE    # not made up
+    r.advance(DAY)
+    assert strokes(r, t + HOUR, t + 23 * HOUR) > 0
+
+
+def test_a_clock_set_back_across_a_reset_still_gives_no_step_twice():
+    r = flex_pump()
+    r.advance(DAY + 3 * HOUR)
+    assert r.set_wall(r.hw.clock.wall_s() - 3600) is None
+    r.advance(10 * MIN)
+    r.reboot()                                # the hold's place is saved; it goes on after
+    r.advance(3 * DAY)
+    assert max_real_day(r, 0, r.now) * STROKE <= nl_day(300, 500) + STROKE
+
+
+# ------------------------------------------------------------ 3. the wall clock to 2099
+@pytest.mark.parametrize("start", [D2034 - 30 * 86400, WALL_MAX_S - 6 * 3600],
+                         ids=["2033-12 across 2034-01-09", "2099-12-31 into 2100"])
+def test_the_wall_clock_is_set_and_runs_across_2034_and_2099(start):
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    assert r.program(make_program(1000, 300)) is None
+    assert r.set_wall(start) is None
+    t0 = r.now
+    r.advance(40 * DAY if start < D2034 else 2 * DAY)
+    st = r.pump.status()
+    assert st["wall_s"] == start + (r.now - t0) // 1000
+    assert st["wall_s"] >= 1 << 30
+    r.pump.alarm_test()
+    r.pump.log.load()                        # read back from the store: stamps are unsigned
+    assert r.pump.log.entry(-1)[3] == st["wall_s"] and r.pump.log.entry(-1)[4] == E.ALARM_TEST
+    days = (r.now - t0) // DAY
+    assert abs(strokes(r, t0) * STROKE - days * nl_day(300, 1000)) <= 2 * STROKE
+    with pytest.raises(CommandError):
+        r.pump.set_clock(WALL_MAX_S + 1)     # 2100-01-01 is not a date to set
+
+
+# ------------------------------------------------------------ 4. resets: losses on the record
+def test_a_reset_storm_is_counted_alarmed_and_its_losses_add_up():
+    r = Run(P)
+    assert r.refill(FILL, 500) is None
+    assert r.program(make_program(500, 500)) is None
+    t0 = r.now
+    n = 0
+    while r.now < t0 + 10 * DAY:
+        r.advance(5 * MIN)
+        r.hw.store.cut_at = r.hw.store.writes + 1 if n % 2 else 0    # every other one in a write
+        r.advance(7_000)
+        r.hw.store.cut_at = 0
+        if n % 2 == 0:
+            r.reboot()
+        n += 1
+    resets = evs(r, E.RESET, since=t0 + 1)
+    st = r.pump.status()
+    assert len(resets) == r.resets and st["resets"] == r.resets
+    assert st["resets_24h"] >= 3 and "frequent_resets" in st["alarms"]
+    # what the pump believes left and what is there: the difference is what it says it does not know
+    believed, real = st["reservoir_nl"], r.hw.motor.actual_nl
+    assert 0 <= real - believed <= st["reservoir_uncertain_nl"]
+    # every nL not given is a reset's: at least what each logged as skipped,
+    # at most that plus the stroke each may have owed
+    scheduled = 10 * DAY * nl_day(500, 500) // DAY
+    short = scheduled - strokes(r, t0, t0 + 10 * DAY) * STROKE
+    skipped = sum(e[4] for e in resets)
+    assert skipped - STROKE <= short <= skipped + (len(resets) + 1) * STROKE, (short, skipped, len(resets))
+    assert st["reset_skipped_nl"] == sum(e[4] for e in evs(r, E.RESET))
+    # liveness: most of the program is given all the same
+    assert short < scheduled // 5
+
+
+# ------------------------------------------------------------ 5. programs the pump cannot give well
+def test_a_stroke_every_18_hours_is_refused_with_a_strength_that_would_do():
+    r = Run(P)
+    assert r.refill(FILL, 3000) is None
+    prog = {"mode": "continuous", "concentration_ug_ml": 3000, "daily_dose_ug": 1,
+            "max_daily_ug": 100, "max_hourly_ug": 20}
+    err = r.program(prog)
+    assert isinstance(err, ProgramError) and err.field == "daily_dose_ug"
+    assert "every 1081 min" in err.reason and "at most 166 ug/mL" in err.reason
+    assert evs(r, E.REFUSAL, R_PROGRAM)              # and the refusal is on the record
+    assert r.pump.program is None
+
+
+def test_a_bolus_bigger_than_the_reservoir_holds_is_refused():
+    r = Run(P)
+    assert r.refill(1_000_000, 1000) is None           # 1 mL: 1000 ug
+    assert r.program(make_program(1000, 300, extra_hourly=600)) is None
+    _, err = r.clinician_bolus(500, 60)
+    assert err is None                                 # 500 ug fits
+    r.advance(2 * HOUR)
+    left = r.pump.reservoir.remaining_nl()
+    res, err = r.clinician_bolus(500, 60)              # but not twice
+    assert isinstance(err, Refused) and err.code == R_RESERVOIR and err.detail == left
+    assert evs(r, E.REFUSAL, R_RESERVOIR)[-1][2:] == (R_RESERVOIR, BOLUS, left)
+
+
+# ------------------------------------------------------------ 6. log records that say what happened
+def test_a_refusal_names_its_reason_its_request_and_its_number():
+    pb = {"dose_ug": 20, "duration_min": 10, "lockout_min": 30, "max_per_day": 6}
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    # a daily cap with room for the basal and one bolus, a roomy hourly one
+    prog = make_program(1000, 300, pb=pb, extra_hourly=40)
+    prog["max_daily_ug"] = 330
+    assert r.program(prog) is None
+    r.advance(DAY)
+    granted = 0
+    for _ in range(6):
+        res, err = r.patient_bolus()
+        granted += res is not None
+        r.advance(HOUR)
+    refusals = [e for e in evs(r, E.REFUSAL) if e[3] == PATIENT]
+    assert granted >= 1 and refusals
+    # why: dose_limit; what: a patient bolus; which limit: the 24 h one
+    assert refusals[0][2:] == (R_LIMIT, PATIENT, CAP_DAILY), refusals[0]
+
+
+def test_every_record_is_stamped_with_pump_time_brought_up_to_now():
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    assert r.program(make_program(1000, 100)) is None   # a stroke every 216 s: long sleeps
+    r.advance(HOUR + 100_000)
+    t = r.now
+    r.pump.alarm_test()                                 # a command, between wake-ups
+    rec = r.pump.log.entry(-1)
+    assert rec[4] == E.ALARM_TEST
+    assert (rec[1], rec[2]) == (0, t)                   # day 0, ms: now, not the last wake-up
+
+
+def test_an_override_names_the_dose_it_was_measured_from_and_a_refused_program_is_recorded():
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    assert r.program(make_program(1000, 200)) is None
+    r.advance(2 * HOUR)
+    assert r.program(make_program(1000, 250)) is None   # +25 %
+    err = r.program(make_program(1000, 320))            # +60 % on the 200 still in force within 24 h
+    assert isinstance(err, ProgramError)
+    step_up = evs(r, E.REFUSAL, R_STEP_UP)
+    assert step_up and step_up[-1][3:] == (E.REQ_PROGRAM, 320)
+    assert r.program(make_program(1000, 320, override_step_up=True)) is None
+    over = evs(r, E.OVERRIDE)
+    assert [e[3:] for e in over] == [(200, 320)]        # from 200, not from the 250 just before
