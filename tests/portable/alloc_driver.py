@@ -45,10 +45,11 @@ sleep = 1
 while clock.now < 2 * DAY:        # past the first day's window snapshots
     clock.now += sleep
     sleep = pump.cycle()
-gc.collect()
-gc.disable()
 s0 = hw.motor.completed
 wakes = 0
+a0 = 0       # made before it is read: storing a new global may grow the module's dict
+gc.collect()
+gc.disable()
 a0 = gc.mem_alloc()
 while hw.motor.completed < s0 + 500 and wakes < 100000:
     clock.now += sleep
