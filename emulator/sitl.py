@@ -44,7 +44,7 @@ class _Readback:
 class SitlPump:
     def __init__(self, world, profile_path):
         self.w = world
-        self.proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + HEAP, SITL_MAIN, profile_path],
+        self.proc = subprocess.Popen(self.command(profile_path),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         w = world
         clock, store = w.clock, w.store
@@ -57,6 +57,10 @@ class SitlPump:
             "annunciator.sound": w.annunciator.sound,
         }
         self.port_calls = 0
+
+    def command(self, profile_path):
+        """The pump process's command line (the wasm32 runtime starts another)."""
+        return [micropython_binary(), "-X", "heapsize=" + HEAP, SITL_MAIN, profile_path]
 
     def close(self):
         if self.proc.poll() is None:
