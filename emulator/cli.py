@@ -120,9 +120,10 @@ def main(argv=None):
     pace.add_argument("--realtime", action="store_true", help="the same as --speed 1")
     srv.add_argument("--keys", help="role key file (default $PUMP_KEYS or ./pump-keys.json, created if missing)")
     srv.add_argument("--seed", type=int, default=None)
-    srv.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+    srv.add_argument("--runtime", choices=("cpython", "micropython", "wasm32"), default="cpython",
                      help="cpython: the firmware and its link in this process (default); micropython: "
-                          "both in a separate micropython process (SITL), pumpctl talking to it")
+                          "both in a separate micropython process (SITL), pumpctl talking to it; wasm32: "
+                          "that process on the 32-bit MicroPython WebAssembly build under Node")
     srv.add_argument("--out", help="on exit, write trace.csv, events.csv and report.json here")
     args = ap.parse_args(argv)
     if args.cmd == "serve" and args.speed <= 0:
