@@ -22,7 +22,7 @@ from emulator.store import PowerCut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITL_MAIN = os.path.join(ROOT, "firmware", "sitl.py")
-HEAP = "512K"     # the process's heap; the 64K budget is measured by the tests
+HEAP = "512K"     # the process's heap; the boards' heap budgets are measured by the tests
 
 
 def micropython_binary():
