@@ -89,13 +89,21 @@ function stdinRead(stream, buffer, offset, length) {
   return n;
 }
 
-let captured = null;      // lines of stdout kept for the runner (mem_info), or null
-const out = (fd) => (line) => {
-  if (fd === 1 && captured !== null) captured.push(line);
-  else fs.writeSync(fd, line + "\n");
+// stdout and stderr: what MicroPython writes goes out in one write, not a call
+// a byte; stdout is kept instead while the runner reads mem_info.
+let captured = null;
+const decoder = new TextDecoder();
+const writer = (fd) => (stream, buffer, offset, length) => {
+  const bytes = buffer.subarray(offset, offset + length);
+  if (fd === 1 && captured !== null) captured.push(decoder.decode(bytes));
+  else fs.writeSync(fd, bytes);
+  return length;
 };
-const mp = await loadMicroPython({ heapsize: opts.heap, stdin: () => null, stdout: out(1), stderr: out(2) });
-mp.FS.getDevice(mp.FS.lookupPath("/dev/stdin").node.rdev).stream_ops.read = stdinRead;
+const mp = await loadMicroPython({ heapsize: opts.heap, stdin: () => null, stdout: () => {}, stderr: () => {} });
+const device = (p) => mp.FS.getDevice(mp.FS.lookupPath(p).node.rdev).stream_ops;
+device("/dev/stdin").read = stdinRead;
+device("/dev/stdout").write = writer(1);
+device("/dev/stderr").write = writer(2);
 
 function copyTree(src, dst) {
   try { mp.FS.mkdirTree(dst); } catch (e) { /* exists */ }
@@ -136,7 +144,7 @@ const micropython = mp.pyimport("micropython");
 function heapTotal() {
   captured = [];
   micropython.mem_info();
-  const m = /GC: total: (\d+)/.exec(captured.join("\n"));
+  const m = /GC: total: (\d+)/.exec(captured.join(""));
   captured = null;
   return parseInt(m[1], 10);
 }
