@@ -11,7 +11,7 @@ DEMO   ?= catheter-kink
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed, the programmer link's round trip and the lab's speed in a browser"
+	@echo "make bench      print the emulator's speed, the link's round trip, board figures on 64-bit and 32-bit, the lab's speed"
 	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
 	$(BIN)/python bench/link_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board32_bench.py
 	$(BIN)/python bench/lab_bench.py
 
 lab: $(STAMP)
@@ -41,6 +42,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	@$(BIN)/python -c "from host_tools.lab import browser_missing as m; w = m(); print('make test: the lab browser tests (tests/test_lab.py) will be SKIPPED: ' + w) if w else None"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c "from emulator.wasm32 import missing as m; w = m(); print('make test: the 32-bit MicroPython tests (tests/test_wasm32.py) will be SKIPPED: ' + w) if w else None"
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
 
 test-deep: $(STAMP)

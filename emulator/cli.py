@@ -105,9 +105,11 @@ def main(argv=None):
     run.add_argument("--seed", type=int, default=None, help="random seed for the physics (default: the scenario's)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="no summary, no progress bar")
-    run.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+    run.add_argument("--runtime", choices=("cpython", "micropython", "wasm32"), default="cpython",
                      help="cpython: the firmware core in this process (default); micropython: the same "
-                          "firmware as a separate micropython process on the sim adapter (SITL)")
+                          "firmware as a separate micropython process on the sim adapter (SITL); wasm32: "
+                          "that process on the 32-bit MicroPython WebAssembly build under Node, the "
+                          "firmware loaded from .mpy as on a board")
     srv = sub.add_parser("serve", help="run a scenario as a serial device for pumpctl (pty or TCP)")
     srv.add_argument("scenario", help="a library name (pump-emu list) or a path to a .toml file")
     where = srv.add_mutually_exclusive_group()
@@ -118,9 +120,10 @@ def main(argv=None):
     pace.add_argument("--realtime", action="store_true", help="the same as --speed 1")
     srv.add_argument("--keys", help="role key file (default $PUMP_KEYS or ./pump-keys.json, created if missing)")
     srv.add_argument("--seed", type=int, default=None)
-    srv.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+    srv.add_argument("--runtime", choices=("cpython", "micropython", "wasm32"), default="cpython",
                      help="cpython: the firmware and its link in this process (default); micropython: "
-                          "both in a separate micropython process (SITL), pumpctl talking to it")
+                          "both in a separate micropython process (SITL), pumpctl talking to it; wasm32: "
+                          "that process on the 32-bit MicroPython WebAssembly build under Node")
     srv.add_argument("--out", help="on exit, write trace.csv, events.csv and report.json here")
     args = ap.parse_args(argv)
     if args.cmd == "serve" and args.speed <= 0:

@@ -109,8 +109,11 @@ class World:
         self.events.append((self.clock.now, source, kind, code, detail))
 
     def _boot(self, cause):
-        if self.runtime == "micropython":
-            from emulator.sitl import SitlPump
+        if self.runtime in ("micropython", "wasm32"):
+            if self.runtime == "micropython":
+                from emulator.sitl import SitlPump
+            else:
+                from emulator.wasm32 import Wasm32Pump as SitlPump
             old = getattr(self, "pump", None)
             if old is not None:
                 old.close()
@@ -124,7 +127,7 @@ class World:
 
     def close(self):
         """End the pump's process, if it has one."""
-        if self.runtime == "micropython":
+        if self.runtime in ("micropython", "wasm32"):
             self.pump.close()
 
     def reboot(self, cause=RESET_SOFT):

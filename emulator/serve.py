@@ -129,7 +129,7 @@ def _program_in_force(world, link):
 
 
 def _attach(world, port, keys):
-    if world.runtime == "micropython":
+    if world.runtime in ("micropython", "wasm32"):
         return SitlLink(world.pump, port, keys)
     return Link(world.pump, port, keys)
 

@@ -22,7 +22,7 @@ from emulator.store import PowerCut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITL_MAIN = os.path.join(ROOT, "firmware", "sitl.py")
-HEAP = "512K"     # the process's heap; the 64K budget is measured by the tests
+HEAP = "512K"     # the process's heap; the boards' heap budgets are measured by the tests
 
 
 def micropython_binary():
@@ -44,7 +44,7 @@ class _Readback:
 class SitlPump:
     def __init__(self, world, profile_path):
         self.w = world
-        self.proc = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + HEAP, SITL_MAIN, profile_path],
+        self.proc = subprocess.Popen(self.command(profile_path),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         w = world
         clock, store = w.clock, w.store
@@ -57,6 +57,10 @@ class SitlPump:
             "annunciator.sound": w.annunciator.sound,
         }
         self.port_calls = 0
+
+    def command(self, profile_path):
+        """The pump process's command line (the wasm32 runtime starts another)."""
+        return [micropython_binary(), "-X", "heapsize=" + HEAP, SITL_MAIN, profile_path]
 
     def close(self):
         if self.proc.poll() is None:

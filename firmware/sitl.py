@@ -56,6 +56,8 @@ def link_poll(link, port, now_ms, data):
 
 
 def main():
+    """The command loop, as a generator: send it one command line at a time.
+    Its answers and port calls go out through the bus as it handles them."""
     with open(sys.argv[1]) as f:
         profile = json.load(f)
     bus = Bus()
@@ -71,9 +73,7 @@ def main():
     link = None
     port = PipePort()
     while True:
-        line = sys.stdin.readline()
-        if not line:
-            return
+        line = yield
         ticks, wall, rest = line.rstrip("\n").split(" ", 2)
         clock.ticks = int(ticks)
         clock.wall = int(wall)
@@ -124,4 +124,24 @@ def main():
         bus.send("R " + json.dumps(res))
 
 
-main()
+_commands = None
+
+
+def step():
+    """Handle the next command line on stdin; False at its end. A process runs
+    this in a loop; the wasm32 runtime calls it from its own loop, because
+    that port collects garbage only between such calls."""
+    global _commands
+    if _commands is None:
+        _commands = main()
+        next(_commands)
+    line = sys.stdin.readline()
+    if not line:
+        return False
+    _commands.send(line)
+    return True
+
+
+if __name__ == "__main__":
+    while step():
+        pass

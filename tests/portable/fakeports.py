@@ -19,7 +19,11 @@ class Clock:
         self.wall_adjust = 0
 
     def ticks_ms(self):
-        return (self.now + self.ticks_start) & TICKS_MASK
+        # (now + ticks_start) mod 2**30, as time.ticks_ms() gives it on a board:
+        # without a big int on the way, which a 32-bit board's small ints (up
+        # to 2**30 - 1) would make, allocating at every call
+        t = (self.now & TICKS_MASK) - (TICKS_MASK - self.ticks_start)
+        return t - 1 if t > 0 else t + TICKS_MASK
 
     def wall_s(self):
         return self.wall_base + self.now // 1000 + self.wall_adjust

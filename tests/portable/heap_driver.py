@@ -5,7 +5,10 @@
 # role keys) and polled at every wake-up, and the daily patient bolus (a
 # signed frame) and a status request come in through it; without, the bolus is asked of
 # the pump directly. Prints key=value lines: what happened, and the live heap
-# at each stage.
+# at each stage. The same run goes on the 32-bit wasm32 build: emulator/wasm32.mjs
+# imports this module and calls step() and finish(). There the collector runs
+# only between calls, so gc.collect() here does nothing at once and the heap
+# figures are the runner's (wasm_*, taken between calls).
 import sys
 import os
 import json
@@ -67,10 +70,7 @@ class HeapPump(Pump):
 hw = Hardware(prof, ticks_start=(1 << 30) - 90000)
 hw.store = FileStore(store_dir, hot=stroke_keys())    # the board's store: records in files, not in the heap
 hw.motor.trace = None              # the fake motor counts strokes instead of listing them
-pump = HeapPump(prof, **hw.ports())
-pump.start()
-pump.refill(20000000, 500, 0)
-hw.motor.actual_nl = 20000000
+pump = None
 link = None
 if WITH_LINK:
     KEY = b"patient key for the heap run 32b"
@@ -95,16 +95,41 @@ if WITH_LINK:
 
 
     port = ProgrammerPort()
-    link = Link(pump, port, {F.ROLE_PATIENT: KEY})
     mac = HMAC256(KEY)
     counter = 0
-pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
-                  "max_daily_ug": 120, "max_hourly_ug": 12,
-                  "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
-                                    "max_per_day": 4}})
-gc.collect()
-setup = gc.mem_alloc()
-peak = setup
+
+
+# The pump is set up in four pieces, one per step() call (boot, fill, the
+# link, the program): the wasm32 build collects garbage only between calls,
+# so a piece's garbage is gone before the next, as a board's collector would
+# reclaim it.
+def boot():
+    global pump
+    pump = HeapPump(prof, **hw.ports())
+    pump.start()
+
+
+def fill():
+    pump.refill(20000000, 500, 0)
+    hw.motor.actual_nl = 20000000
+
+
+def attach():
+    global link
+    if WITH_LINK:
+        link = Link(pump, port, {F.ROLE_PATIENT: KEY})
+
+
+def program():
+    pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
+                      "max_daily_ug": 120, "max_hourly_ug": 12,
+                      "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
+                                        "max_per_day": 4}})
+
+
+setup_steps = [boot, fill, attach, program]
+setup = 0
+peak = 0
 clock = hw.clock
 sounds = hw.annunciator.sounds
 end = days * DAY
@@ -114,7 +139,21 @@ wakes = 0
 strokes = 0
 nsounds = 0
 boluses = 0
-while wake <= end:
+
+
+def step():
+    """One wake-up (with the day's bolus when it is due); False after the last.
+    The wasm32 runner calls it from its own loop: that port collects garbage
+    only between calls (emulator/wasm32.mjs)."""
+    global wake, wakes, nsounds, bolus_at, boluses, counter, peak, setup
+    if setup_steps:
+        setup_steps.pop(0)()
+        if not setup_steps:
+            gc.collect()
+            setup = peak = gc.mem_alloc()
+        return True
+    if wake > end:
+        return False
     clock.now = wake
     if wake >= bolus_at:
         bolus_at += DAY
@@ -142,41 +181,51 @@ while wake <= end:
         a = gc.mem_alloc()
         if a > peak:
             peak = a
-# what went wrong first, before anything else needs memory
-out("faults=%d" % faults[0])
-out("first_fault=%s" % faults[1])
-out("bolus_errors=%d" % bolus_errors[0])
-out("first_bolus_error=%s" % bolus_errors[1])
-gc.collect()
-final = gc.mem_alloc()
-strokes = hw.motor.completed
-store_bytes = 0
-store_keys = 0
-for name in os.listdir(store_dir):
-    store_keys += 1
-    store_bytes += os.stat(store_dir + "/" + name)[6]
-state = pump.state()
-gc.collect()
+    return True
 
 
-if link is not None:
-    boluses = port.granted
-    out("link_frames=%d" % link.frames_in)
-    out("link_errors=%d" % link.errors)
-out("days=%d" % days)
-out("wakes=%d" % wakes)
-out("strokes=%d" % strokes)
-out("boluses=%d" % boluses)
-out("state=%s" % state)
-out("dry_strokes=%d" % hw.motor.dry_strokes)
-out("sounds=%d" % nsounds)
-out("heap_total=%d" % (gc.mem_alloc() + gc.mem_free()))
-out("live_after_driver_compile=%d" % base)
-out("live_after_import=%d" % imported)
-out("live_after_setup=%d" % setup)
-out("live_peak=%d" % peak)
-out("live_final=%d" % final)
-out("store_keys=%d" % store_keys)
-out("store_bytes=%d" % store_bytes)
-if micropython is not None and hasattr(micropython, "mem_peak"):
-    out("mem_peak=%d" % micropython.mem_peak())
+def finish():
+    global boluses
+    # what went wrong first, before anything else needs memory
+    out("faults=%d" % faults[0])
+    out("first_fault=%s" % faults[1])
+    out("bolus_errors=%d" % bolus_errors[0])
+    out("first_bolus_error=%s" % bolus_errors[1])
+    gc.collect()
+    final = gc.mem_alloc()
+    strokes = hw.motor.completed
+    store_bytes = 0
+    store_keys = 0
+    for name in os.listdir(store_dir):
+        store_keys += 1
+        store_bytes += os.stat(store_dir + "/" + name)[6]
+    state = pump.state()
+    gc.collect()
+
+    if link is not None:
+        boluses = port.granted
+        out("link_frames=%d" % link.frames_in)
+        out("link_errors=%d" % link.errors)
+    out("days=%d" % days)
+    out("wakes=%d" % wakes)
+    out("strokes=%d" % strokes)
+    out("boluses=%d" % boluses)
+    out("state=%s" % state)
+    out("dry_strokes=%d" % hw.motor.dry_strokes)
+    out("sounds=%d" % nsounds)
+    out("heap_total=%d" % (gc.mem_alloc() + gc.mem_free()))
+    out("live_after_driver_compile=%d" % base)
+    out("live_after_import=%d" % imported)
+    out("live_after_setup=%d" % setup)
+    out("live_peak=%d" % peak)
+    out("live_final=%d" % final)
+    out("store_keys=%d" % store_keys)
+    out("store_bytes=%d" % store_bytes)
+    if micropython is not None and hasattr(micropython, "mem_peak"):
+        out("mem_peak=%d" % micropython.mem_peak())
+
+
+if __name__ == "__main__":
+    while step():
+        pass
+    finish()
