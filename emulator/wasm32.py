@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 from emulator.sitl import SITL_MAIN, SitlPump
 
@@ -71,7 +72,8 @@ def firmware_lib(extra=(), cache=None):
     lib = os.path.join(base, h.hexdigest()[:16], "lib")
     if os.path.isdir(lib):
         return lib
-    tmp = "%s.%d.tmp" % (os.path.dirname(lib), os.getpid())
+    # (several threads of one process may build at once: each its own folder)
+    tmp = "%s.%d.%d.tmp" % (os.path.dirname(lib), os.getpid(), threading.get_ident())
     shutil.rmtree(tmp, ignore_errors=True)
     cross = tool("mpy-cross")
     for rel, src in mods:

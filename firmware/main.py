@@ -12,7 +12,6 @@ import time
 from pump import eventlog as E
 from pump.controller import (Pump, CommandError, Refused, RESET_POWER_ON, RESET_SOFT, RESET_WATCHDOG,
                              stroke_keys)
-from pump.link import Link
 
 POLL_MS = 20          # the link and the button are looked at this often
 
@@ -70,6 +69,9 @@ class Board:
         self.pump = Pump(profile, clock=self.clock, motor=self.motor, pressure=self.pressure,
                          battery=self.battery, store=self.store, annunciator=self.buzzer)
         self.pump.start(reset_cause(machine))
+        # the link's code comes after the start, whose recovery code is then
+        # given back (pump/recovery.py): the two are never in the heap at once
+        from pump.link import Link
         self.link = Link(self.pump, self.port, keys)
 
 

@@ -318,8 +318,10 @@ def portability_problems(path):
             if top == "pump":
                 continue
             if name.endswith("compat.py") and isinstance(node, ast.ImportFrom) and m == "sys" \
-                    and [a.name for a in node.names] == ["maxsize"]:
-                continue    # the one platform fact the core needs: how wide a small int is
+                    and {a.name for a in node.names} <= {"maxsize", "modules", "implementation"}:
+                # the platform facts the core needs (how wide a small int is, which
+                # runtime it runs on) and the module table (code used once given back)
+                continue
             if top in GUARDED_IMPORTS:
                 if not _guarded(node, parents):
                     bad(node, "import %s outside try/except ImportError (CPython lacks it)" % m)
@@ -428,22 +430,19 @@ def test_thirty_days_in_a_small_heap(tmp_path, capsys, board_lib):
     driver = HEAP_DRIVER
     store_dir = str(tmp_path / "store")
 
-    # The budget is MicroPython's word-scaled 64 KB, -X heapsize=64wK: 64 KB times
-    # the word size over 4, so 131 072 bytes on this 64-bit host, where pointers,
-    # small ints and object headers are twice a 32-bit board's (bytecode and
-    # text are not, so a 32-bit board needs between half of and all of the
-    # figure here). The literal 64K is run too and reported, not asserted: the
-    # core's bytecode alone (loaded from .mpy into the heap) is about 80 KB of
-    # the ~100 KB peak here. The third run adds what a board adds, the
-    # programmer link polled at every wake-up, with the daily bolus requested
-    # in signed frames: it must work over the 30 days (heap ample), and its
-    # heap is reported.
+    # The heap budgets are a 32-bit board's and are asserted where they mean
+    # that, on the 32-bit MicroPython (tests/test_wasm32.py). Here, on a 64-bit
+    # host whose pointers, small ints and object headers are twice a board's,
+    # the 30-day run must complete, core alone and with the programmer link
+    # polled at every wake-up (the daily bolus in signed frames), and its heap
+    # is reported; the word-scaled 64 KB (-X heapsize=64wK) and the literal
+    # 64K are run too and reported, not asserted.
     lines = ["", "MicroPython %d-day continuous run, firmware precompiled to .mpy, records in "
              "files (the board's store):" % HEAP_DAYS]
     results = {}
-    for heap, link in (("64wK", False), ("64K", False), ("4M", True)):
+    for heap, link in (("64wK", False), ("64K", False), ("4M", False), ("4M", True)):
         ok, kv, why, res = _heap_run(heap, str(lib), driver, store_dir, link)
-        results[heap] = ok
+        results[heap, link] = ok
         what = "heapsize=%-5s %s" % (heap, "core + link" if link else "core       ")
         if ok:
             lines.append("  %s OK      wakes=%s strokes=%s heap %s B; live: after the driver %s, "
@@ -455,9 +454,8 @@ def test_thirty_days_in_a_small_heap(tmp_path, capsys, board_lib):
             lines.append("  %s FAILED  %s" % (what, why))
     with capsys.disabled():
         print("\n".join(lines))
-    assert results["64wK"], "the pump does not complete %d days in a word-scaled 64 KB heap:\n%s" % (
-        HEAP_DAYS, "\n".join(lines))
-    assert results["4M"], "the pump with its link does not complete %d days:\n%s" % (HEAP_DAYS, "\n".join(lines))
+    assert results["4M", False], "the pump does not complete %d days:\n%s" % (HEAP_DAYS, "\n".join(lines))
+    assert results["4M", True], "the pump with its link does not complete %d days:\n%s" % (HEAP_DAYS, "\n".join(lines))
 
 
 ALLOC_DRIVER = os.path.join(PORTABLE, "alloc_driver.py")

@@ -1,6 +1,6 @@
 # The few things that differ between MicroPython and CPython, guarded here so
 # every other module imports one name and runs on both.
-from sys import maxsize
+from sys import maxsize, modules, implementation
 from struct import pack_into, unpack_from
 
 try:
@@ -93,6 +93,18 @@ def byte_view(arr, nbytes):
     if _addressof is None:
         raise ImportError("this MicroPython has no uctypes: the pump's records are framed with it")
     return _bytearray_at(_addressof(arr), nbytes)
+
+
+def forget_module(name):
+    """Give a module's memory back: code a board needs once (at start) is
+    loaded for it and dropped after. Only on MicroPython: under CPython the
+    module stays (the emulator restarts the pump often, and tests patch it)."""
+    if implementation.name == "micropython":
+        modules.pop(name, None)
+        pkg, _, mod = name.rpartition(".")
+        parent = modules.get(pkg)
+        if parent is not None and hasattr(parent, mod):
+            delattr(parent, mod)     # the package keeps its submodules as attributes too
 
 
 def crc32(data):

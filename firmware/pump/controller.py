@@ -10,20 +10,20 @@
 import json
 import struct
 from array import array
-from pump.compat import const
+from pump.compat import const, forget_module
 from pump.units import DAY_S, DAY_MS, ug_to_nl_floor, MIN_CONC_UG_ML, MAX_CONC_UG_ML
 from pump.monotime import PumpTime
-from pump.timeofday import TimeOfDay, TOLERANCE_MS as TOD_TOLERANCE_MS
-from pump.program import (Program, ProgramError, StepUpError, validate, MAX_BOLUS_UG,
-                          fastest_bolus_nl_day, bolus_too_fast)
-from pump.schedule import Schedule, BASAL, BOLUS, PATIENT, PRIME, BRIDGE, KINDS
-from pump.governor import (Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR, DAY_SLOTS,
-                           CAP_DAILY, CAP_HOURLY, RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
+from pump.timeofday import TimeOfDay
+from pump.program import (ProgramError, StepUpError, validate, MAX_BOLUS_UG, fastest_bolus_nl_day,
+                          bolus_too_fast)
+from pump.schedule import Schedule, BOLUS, PATIENT, PRIME, BRIDGE
+from pump.governor import (Governor, OK as GOV_OK, RESERVOIR as GOV_RESERVOIR,
+                           RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS)
 from pump.ledger import Ledger
-from pump.record import ABRecord, OK, MISSING, CORRUPT, copies
+from pump.record import ABRecord, copies
 from pump.reservoir import Reservoir, REFILL_DISCREPANCY as RECONCILE_BAD
 from pump.catheter import Catheter, OCCLUDED as C_OCCL, CLEARED as C_CLEAR, LEAK as C_LEAK, LEAK_CLEARED as C_LEAK_CLEAR
-from pump.motor import MotorSupervisor, RETRY, GIVE_UP
+from pump.motor import MotorSupervisor, RETRY
 from pump.battery import BatteryMonitor, ERI as B_ERI, EOS as B_EOS
 from pump import alarms as A
 from pump import eventlog as E
@@ -192,276 +192,13 @@ class Pump:
                 self.stop |= FAULT
 
     def _start(self, reset_cause):
-        self.log.load()
-        torn_log = self.log.corrupt
-        lst = self.ledger.load()
-        tst, tpay = self.therapy_rec.load()
-        wst, wpay = self.window_rec.load()
-        self.time.restore(0, 0)
-        if len(self.log):   # nor earlier than the newest event it logged
-            newest = self.log.entry(-1)
-            self._later(newest[1], newest[2])
-        self._event_later = []
-        self._therapy_damaged = False
-        self._revalidation_failed = False
-        corrupt = []
-        ledger_ok = lst == OK
-        saved_lifetime = self.ledger.lifetime if ledger_ok else 0
-        if lst == OK and self.ledger.rec.suspect:
-            # One copy fails its check and is not a write cut short (a cut never
-            # commanded its stroke): a record written in full and damaged later,
-            # perhaps the newer one, whose stroke may have run, or a write cut in
-            # place. Count one more stroke: the pump may believe it has less drug,
-            # never more; it says how much it so believes in `uncertain`.
-            self.ledger.strokes += 1
-            self.ledger.lifetime += 1
-            self.ledger.uncertain += 1
-            # saved at once, over the intact copy first: a later write cut off
-            # over the damaged copy would otherwise erase what it says
-            self.ledger.save_over_damage()
-        if lst == OK:
-            self.reservoir.fill_nl = self.ledger.fill_nl
-            self.reservoir.conc = self.ledger.conc
-            self.reservoir.strokes = self.ledger.strokes
-            self._later(self.ledger.day, self.ledger.ms)
-        elif lst == CORRUPT:
-            corrupt.append(1)
-        therapy = None
-        self.bridge_from = None
-        if tst == OK:
-            try:
-                therapy = json.loads(tpay)
-                self._later(therapy["day"], therapy["ms"])
-            except Exception:
-                therapy = None
-                tst = CORRUPT
-        if tst == CORRUPT:
-            corrupt.append(2)
-        elif therapy is not None and self.therapy_rec.damaged:
-            self._therapy_damaged = True
-        if wst == OK and self._load_window(wpay):
-            # pump time resumes no earlier than the newest window slot: strokes
-            # after the restart must fall in later slots, never pile into that one
-            hh = self.governor.hour.head
-            self._later(hh // self.governor.hour.per_day,
-                        (hh % self.governor.hour.per_day) * self.governor.hour.slot_ms)
-        elif wst != MISSING or saved_lifetime > 0:
-            corrupt.append(3)
-            wst = CORRUPT
-        self.governor.roll(self.time.day, self.time.ms)
-        refilled = False    # the windows were given strokes of unknown timing
-        if wst == MISSING:
-            self._snap_lifetime = 0
-        if wst == OK or wst == MISSING:
-            # strokes counted by the ledger after the last window snapshot: put
-            # them in the newest slot, as if they had just happened (conservative)
-            missing = self.ledger.lifetime - self._snap_lifetime
-            if missing > 0:
-                self.governor.day.fill_newest(missing)
-                self.governor.hour.fill_newest(missing)
-                refilled = True
-        elif wst == CORRUPT:
-            # the dose history is lost: the pump cannot show that any stroke in
-            # the next 24 h is inside the caps, so it counts the windows as full
-            self.governor.day.fill_newest(0xFFFF)
-            self.governor.hour.fill_newest(0xFFFF)
-            refilled = True
-
-        self.stop = 0
-        # a damaged copy beside a usable record: logged (code: which record;
-        # a: 1 if the copy was whole, so perhaps newer, 0 if torn by a reset)
-        for which, rec in ((1, self.ledger.rec), (2, self.therapy_rec), (3, self.window_rec)):
-            if rec.damaged and which not in corrupt:
-                self._event_later.append((E.STORAGE, which, rec.suspect))
-        if therapy is not None and therapy.get("safe") and ledger_ok:
-            self._restore_therapy(therapy)
-            self._enter_safe_mode()
-        elif therapy is not None:
-            self._restore_therapy(therapy)
-            if self._therapy_damaged:
-                self._distrust_therapy(ledger_ok, corrupt)
-        elif tst == CORRUPT and ledger_ok and self.ledger.safe_rate_nl_day > 0:
-            self._enter_safe_mode()
-        else:
-            self.stop |= NEEDS_PROGRAM
-        if not ledger_ok and lst == CORRUPT:
-            self.stop |= STORAGE
-        if tst == CORRUPT and not self.safe_mode:
-            self.stop |= STORAGE
-        skip_nl = self._resume_day(ledger_ok)
-        self.schedule.bridge_left_nl = 0
-        if ledger_ok and self.bridge_from is not None and self.ledger.bridge_left_nl > 0:
-            self.schedule.start_bridge(self.ledger.bridge_left_nl, self.bridge_from[1], self._tod())
-        if self.program is not None:
-            self.schedule.set_program(self.program, self._tod())
-        self._apply_limits()
-        if lst == CORRUPT and wst == OK:
-            # the windows were saved at the first stroke of a slot; the ledger
-            # counted the strokes after that, and it is lost. The governor held
-            # them to the hourly cap in force, so count a full hour now (with no
-            # program known, full windows).
-            n = self.governor.cap_hour if self.governor.limits_set else 0xFFFF
-            self.governor.day.fill_newest(n)
-            self.governor.hour.fill_newest(n)
-            refilled = True
-        if refilled:
-            # the conservative counts are saved at once: another reset must not
-            # go back to the snapshot without them
-            self._save_window()
-        # a restart of a pump that has records (not a new pump): counted, and
-        # the basal the time since the last save held is what it may have lost
-        restart = lst != MISSING or tst != MISSING
-        if restart:
-            self.restarts.append([self.time.day, self.time.ms])
-            self._prune()
-            self.reset_count += 1
-            self.reset_nl += skip_nl
-        self._event(E.RESET, reset_cause, self.ledger.lifetime, skip_nl)
-        for ev in self._event_later:
-            self._event(*ev)
-        if torn_log:
-            self._event(E.STORAGE, 4, torn_log)
-        for which in corrupt:
-            self._event(E.STORAGE, which, 0)
-        # every stop brings its alarm back (no silent stop), and a drug the
-        # program is not for, found now (a save cut off by the reset), stops it
-        drug_known = self.reservoir.conc != 0 or self.program is not None
-        for bit, code in STOP_ALARMS:
-            if self.stop & bit and (code != A.PROGRAM_REQUIRED or drug_known):
-                self.alarms.raise_(code)
-        self._event(E.STOP, 0, self.stop)      # the stops in force after the restart
-        if self.tod.holding:
-            self._event(E.TIME_OF_DAY, 2, -self.tod.ahead_ms(self.clock.tod_s()) // 1000, 0)
-        if corrupt or self._revalidation_failed:
-            self._alarm(A.STORAGE_CORRUPT)
-        if reset_cause == RESET_WATCHDOG:
-            self._alarm(A.WATCHDOG_RESET)
-        if len(self.restarts) >= RESETS_ALARM:
-            self._alarm(A.FREQUENT_RESETS, len(self.restarts))
-        if restart or corrupt or self._revalidation_failed:
-            # restarts counted; latched alarms and stops survive another reset
-            self._save_therapy(over_damage=self._therapy_damaged and self.therapy_rec.suspect > 0)
-        self._check_drug()
-        self._check_reservoir()
-        # an alarm in force whose record a reset may have cut off is logged again
-        for code in self.alarms.codes():
-            if not self._logged_active(code):
-                self._event(E.ALARM, code, 0)
-        self._was_running = False
-        self._snap_idx = -1   # the first stroke after a start always snapshots the windows
-
-    def _resume_day(self, ledger_ok):
-        """Put the schedule back at its saved place in the day, then follow the
-        wall clock: forward over the time since the last save (the pump was off
-        or forgot it: not given, no catch-up), or hold if the clock went back.
-        -> the basal volume so skipped (nL)."""
-        now = self.clock.tod_s()
-        place = self.ledger.tod_place
-        if not ledger_ok or not 0 < place <= DAY_MS:
-            self.tod.place(now)
-            self.ledger.tod_place = self.tod.ms + 1
-            return 0
-        self.tod.ms = place - 1
-        self.tod.holding = False
-        d = self.tod.ahead_ms(now)
-        skip = 0
-        if d < -TOD_TOLERANCE_MS:
-            self.tod.hold(now)
-        elif d > 0:
-            p = self.program
-            if p is not None and not self.safe_mode:
-                skip = p.nl_over(self.tod.ms // 1000, d // 1000)
-            self.tod.place(now)
-        self.ledger.tod_place = self.tod.ms + 1
-        self.schedule.holding = self.tod.holding
-        return skip
-
-    def _later(self, day, ms):
-        if (day, ms) > (self.time.day, self.time.ms):
-            self.time.restore(day, ms)
-
-    def _restore_therapy(self, t):
-        raw = t.get("program")
-        if raw is not None:
-            try:
-                self.program = validate(raw, self.stroke_nl, fastest_nl_day=self.fastest_nl_day)
-            except ProgramError:
-                self.program = None
-                self.stop |= STORAGE
-                self._event_later.append((E.STORAGE, 5, 0))
-                self._revalidation_failed = True
-        self.stop |= t.get("stop", 0) & _PERSISTED_STOPS
-        if self.program is None:
-            self.stop |= NEEDS_PROGRAM
-        self.titration = t.get("titration", [])
-        self.pb_grants = t.get("pb", [])
-        self.restarts = t.get("restarts", [])
-        self.reset_count = t.get("resets", 0)
-        self.reset_nl = t.get("reset_nl", 0)
-        self.catheter_nl = t.get("catheter_nl", self.catheter_nl)
-        self.bridge_from = t.get("bridge")
-        for code in t.get("latched", []):
-            if 0 < code < A.N_ALARMS and A.LATCHED[code]:
-                self.alarms.raise_(code)
-        for code in t.get("resolved", []):
-            if 0 < code < A.N_ALARMS:
-                self.alarms.resolve(code)
-        if self.stop & EOS:
-            self.battery.state = B_EOS
-        if self.stop & OCCLUDED:
-            # still blocked until the pressure reads clear again, as before the reset
-            self.catheter.occluded = True
-
-    def _logged_active(self, code):
-        """Does the event log end this alarm's story with it raised? (A reset
-        may have cut off the record; then it is logged again, once.)"""
-        for i in range(len(self.log) - 1, -1, -1):
-            r = self.log.entry(i)
-            if r[5] == code and r[4] in (E.ALARM, E.ALARM_CLEAR, E.ACK):
-                return r[4] == E.ALARM
-        return False
-
-    def _distrust_therapy(self, ledger_ok, corrupt):
-        """The therapy record in use may be one save old. A lost patient-bolus
-        grant would shorten a lockout: count one as granted now. A lost program
-        change would leave old limits in force: if the program disagrees with the
-        caps the ledger saved with the newest program, fall back to the safe state."""
-        if self.program is not None and self.program.pb_dose_nl:
-            self.pb_grants.append([self.time.day, self.time.ms])
-        p = self.program
-        if p is not None and ledger_ok and (p.max_daily_nl != self.ledger.max_daily_nl
-                                            or p.max_hourly_nl != self.ledger.max_hourly_nl
-                                            or p.safe_rate_nl_day != self.ledger.safe_rate_nl_day):
-            corrupt.append(2)
-            self.program = None
-            if self.ledger.safe_rate_nl_day > 0:
-                self._enter_safe_mode()
-            else:
-                self.stop |= STORAGE | NEEDS_PROGRAM
-
-    def _enter_safe_mode(self):
-        """The program record is lost but the ledger names a safe rate: run only
-        that, with the ledger's caps, no boluses, until a clinician reprograms."""
-        p = Program()
-        p.mode = "continuous"
-        p.conc = self.ledger.conc
-        p.steps = [(0, self.ledger.safe_rate_nl_day)]
-        p.step_ug = [self.ledger.safe_rate_nl_day * self.ledger.conc // 1000000]
-        p.daily_nl = self.ledger.safe_rate_nl_day
-        p.daily_ug_min = p.step_ug[0] * 1440
-        p.max_daily_nl = self.ledger.max_daily_nl
-        p.max_hourly_nl = self.ledger.max_hourly_nl
-        self.program = p
-        self.safe_mode = True
-
-    def _load_window(self, payload):
-        if len(payload) != WIN_PAYLOAD:
-            return False
-        dh, hh, life = struct.unpack_from("<III", payload, 0)
-        self.governor.day.load(dh, payload[12:12 + 2 * DAY_SLOTS])
-        self.governor.hour.load(hh, payload[12 + 2 * DAY_SLOTS:])
-        self._snap_lifetime = life
-        return True
+        # the recovery code runs once per start: on a board it is loaded for it
+        # and its memory given back after (pump/recovery.py)
+        from pump import recovery
+        try:
+            recovery.start(self, reset_cause)
+        finally:
+            forget_module("pump.recovery")
 
     def _save_window(self):
         g = self.governor
@@ -573,8 +310,7 @@ class Pump:
             self._clear(A.LOW_RESERVOIR)
 
     def _prune(self):
-        """Forget titration and patient-bolus history older than 24 h."""
-        day, ms = self.time.day, self.time.ms
+        """Forget titration, patient-bolus and restart history older than 24 h."""
         keep = [g for g in self.pb_grants if self.time.since(g[0], g[1]) < 86400000]
         if len(keep) != len(self.pb_grants):
             self.pb_grants = keep

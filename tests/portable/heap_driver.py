@@ -24,10 +24,9 @@ from fakeports import Hardware
 from hw.store import FileStore
 from pump.controller import Pump, stroke_keys
 WITH_LINK = len(sys.argv) > 4 and sys.argv[4] == "link"
-if WITH_LINK:
-    from pump.link import Link, STATUS, PATIENT_BOLUS
-    from pump import frames as F
-    from pump.hmac256 import HMAC256
+# the link is imported after the pump has started, as a board's main.py does:
+# the start's recovery code (pump/recovery.py) is given back before it comes
+Link = STATUS = PATIENT_BOLUS = F = HMAC256 = None
 
 DAY = 86400000
 with open(sys.argv[1]) as f:
@@ -72,31 +71,29 @@ hw.store = FileStore(store_dir, hot=stroke_keys())    # the board's store: recor
 hw.motor.trace = None              # the fake motor counts strokes instead of listing them
 pump = None
 link = None
-if WITH_LINK:
-    KEY = b"patient key for the heap run 32b"
+KEY = b"patient key for the heap run 32b"
+port = None
+mac = None
+counter = 0
 
 
-    class ProgrammerPort:
-        """The link's byte port, the programmer's end: frames in, answers counted."""
+class ProgrammerPort:
+    """The link's byte port, the programmer's end: frames in, answers counted."""
 
-        def __init__(self):
-            self.inbox = b""
-            self.granted = 0
+    def __init__(self):
+        self.inbox = b""
+        self.granted = 0
 
-        def read(self):
-            d = self.inbox
-            self.inbox = b""
-            return d
+    def read(self):
+        d = self.inbox
+        self.inbox = b""
+        return d
 
-        def write(self, frame):
-            ans = json.loads(frame[4 + F.HEAD_LEN:-4])
-            if ans.get("ok") and ans.get("volume_nl"):     # a bolus granted
-                self.granted += 1
+    def write(self, frame):
+        ans = json.loads(frame[4 + F.HEAD_LEN:-4])
+        if ans.get("ok") and ans.get("volume_nl"):     # a bolus granted
+            self.granted += 1
 
-
-    port = ProgrammerPort()
-    mac = HMAC256(KEY)
-    counter = 0
 
 
 # The pump is set up in four pieces, one per step() call (boot, fill, the
@@ -115,8 +112,13 @@ def fill():
 
 
 def attach():
-    global link
+    global link, port, mac, Link, STATUS, PATIENT_BOLUS, F, HMAC256
     if WITH_LINK:
+        from pump.link import Link, STATUS, PATIENT_BOLUS
+        from pump import frames as F
+        from pump.hmac256 import HMAC256
+        port = ProgrammerPort()
+        mac = HMAC256(KEY)
         link = Link(pump, port, {F.ROLE_PATIENT: KEY})
 
 
