@@ -42,6 +42,8 @@ class EventLog:
     """The last `size` events, kept packed in one buffer (26 bytes each, not a
     tuple of eight ints each) and read out as tuples on demand."""
 
+    PREFIX = "log"        # its store keys: PREFIX.NN (another ring beside it has its own)
+
     def __init__(self, store, size=64, sink=None):
         self.store = store
         self.size = size
@@ -53,7 +55,7 @@ class EventLog:
         self.corrupt = 0      # slots found damaged at load
 
     def _key(self, seq):
-        return "log.%02d" % (seq % self.size)
+        return "%s.%02d" % (self.PREFIX, seq % self.size)
 
     @property
     def records(self):
@@ -84,7 +86,7 @@ class EventLog:
         recs = []
         self.corrupt = 0
         for i in range(self.size):
-            raw = self.store.read("log.%02d" % i)
+            raw = self.store.read("%s.%02d" % (self.PREFIX, i))
             if raw is None:
                 continue
             r = unframe(raw)
