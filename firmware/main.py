@@ -1,6 +1,7 @@
 # The pump on a board: build the ports from the board profile, recover state,
 # and run the loop. Copied to the board with board.json (the profile) and
-# keys.json (the role keys, provisioned at flash time: `make flash`).
+# keys.json (this pump's serial and role keys, provisioned at flash time:
+# `make flash`).
 #
 # The loop cycles the pump when it asked to wake, answers the programmer link,
 # watches the patient's button and plays alarm sounds. The watchdog is fed
@@ -23,17 +24,19 @@ def load_json(path):
 
 
 def load_keys(path):
+    """-> ({role: key}, serial) from the pump key file flashed with the
+    firmware (`make flash ... SERIAL=SN`: this pump's keys only)."""
     from binascii import unhexlify
     from pump.frames import ROLE_CLINICIAN, ROLE_PATIENT
     try:
         raw = load_json(path)
     except (OSError, ValueError):
-        return {}      # no keys: the pump answers status only
+        return {}, None    # no keys: the pump answers reads only
     keys = {}
     for name, role in (("patient", ROLE_PATIENT), ("clinician", ROLE_CLINICIAN)):
         if raw.get(name):
             keys[role] = unhexlify(raw[name])
-    return keys
+    return keys, raw.get("serial")
 
 
 def reset_cause(machine):
@@ -48,7 +51,7 @@ def reset_cause(machine):
 class Board:
     """Every port of one board, built from its profile."""
 
-    def __init__(self, profile, keys, machine):
+    def __init__(self, profile, keys, machine, serial=None):
         from hw.clock import BoardClock
         from hw.motor import StepperMotor
         from hw.sensors import PressureSensor, BatteryGauge
@@ -70,7 +73,8 @@ class Board:
         self.pump = Pump(profile, clock=self.clock, motor=self.motor, pressure=self.pressure,
                          battery=self.battery, store=self.store, annunciator=self.buzzer)
         self.pump.start(reset_cause(machine))
-        self.link = Link(self.pump, self.port, keys)
+        # session nonces from os.urandom: the board's hardware RNG
+        self.link = Link(self.pump, self.port, keys, serial)
 
 
 def run(b, clock=time, max_passes=None):
@@ -131,8 +135,8 @@ def main():
     if maintenance_requested(profile, machine):
         print("pump: button held at start: maintenance, the pump is not started")
         return
-    keys = load_keys("keys.json")
-    run(Board(profile, keys, machine))
+    keys, serial = load_keys("keys.json")
+    run(Board(profile, keys, machine, serial))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 # MicroPython unix port with the core precompiled to .mpy on MICROPYPATH:
 #   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR [link]
 # With `link` the programmer link is attached as on a board (pump.link, the
-# role keys) and polled at every wake-up, and the daily patient bolus (a
-# signed frame) and a status request come in through it; without, the bolus is asked of
+# role keys) and polled at every wake-up; each day a programmer says HELLO and
+# asks for status and the patient bolus (a frame signed in that session)
+# through it (heap_link.py); without, the bolus is asked of
 # the pump directly. Prints key=value lines: what happened, and the live heap
 # at each stage.
 import sys
@@ -21,10 +22,6 @@ from fakeports import Hardware
 from hw.store import FileStore
 from pump.controller import Pump, stroke_keys
 WITH_LINK = len(sys.argv) > 4 and sys.argv[4] == "link"
-if WITH_LINK:
-    from pump.link import Link, STATUS, PATIENT_BOLUS
-    from pump import frames as F
-    from pump.hmac256 import HMAC256
 
 DAY = 86400000
 with open(sys.argv[1]) as f:
@@ -73,31 +70,9 @@ pump.refill(20000000, 500, 0)
 hw.motor.actual_nl = 20000000
 link = None
 if WITH_LINK:
-    KEY = b"patient key for the heap run 32b"
-
-
-    class ProgrammerPort:
-        """The link's byte port, the programmer's end: frames in, answers counted."""
-
-        def __init__(self):
-            self.inbox = b""
-            self.granted = 0
-
-        def read(self):
-            d = self.inbox
-            self.inbox = b""
-            return d
-
-        def write(self, frame):
-            ans = json.loads(frame[4 + F.HEAD_LEN:-4])
-            if ans.get("ok") and ans.get("volume_nl"):     # a bolus granted
-                self.granted += 1
-
-
-    port = ProgrammerPort()
-    link = Link(pump, port, {F.ROLE_PATIENT: KEY})
-    mac = HMAC256(KEY)
-    counter = 0
+    from heap_link import Programmer
+    port = Programmer(pump)
+    link = port.link
 pump.program_now({"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 100,
                   "max_daily_ug": 120, "max_hourly_ug": 12,
                   "patient_bolus": {"dose_ug": 5, "duration_min": 10, "lockout_min": 120,
@@ -125,9 +100,7 @@ while wake <= end:
             except Exception as e:
                 note(bolus_errors, e)
         else:
-            counter += 1
-            port.inbox = (F.encode(STATUS, 2 * counter, b"{}") +
-                          F.encode(PATIENT_BOLUS, 2 * counter + 1, b"{}", F.ROLE_PATIENT, counter, mac))
+            port.daily(clock.ticks_ms())
     if link is not None:
         link.poll(clock.ticks_ms())     # as the board's main loop does
     wake += pump.cycle()
