@@ -15,7 +15,7 @@ help:
 	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
-	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 compile, copy it and the role keys with mpremote, reset"
+	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 SERIAL=PUMP-0001  compile, copy it and that pump's own keys, reset"
 	@echo "make repl PORT=/dev/ttyACM0            the board's REPL"
 	@echo "make mpy-check  the MicroPython and mpy-cross tests only"
 
@@ -50,7 +50,7 @@ mpy: $(STAMP)
 	@$(BIN)/python -m host_tools.flash mpy "$(BOARD)"
 
 flash: $(STAMP)
-	@$(BIN)/python -m host_tools.flash flash "$(BOARD)" "$(PORT)" $(if $(KEYS),--keys "$(KEYS)")
+	@$(BIN)/python -m host_tools.flash flash "$(BOARD)" "$(PORT)" $(if $(KEYS),--keys "$(KEYS)") $(if $(SERIAL),--serial "$(SERIAL)")
 
 repl: $(STAMP)
 	@$(BIN)/python -m host_tools.flash repl "$(PORT)"
