@@ -17,6 +17,7 @@ from emulator import report as R
 from emulator.scenario import ScenarioError, find, library, load, fmt_time
 
 DEFAULT_SERIAL = "EMU-0001"     # the emulated pump's serial when no key file names one
+IDLE_S = 60.0                   # (emulator.serve.IDLE_S: cli imports nothing heavy before it runs)
 
 
 def cmd_list(args):
@@ -86,7 +87,9 @@ def cmd_serve(args):
         raise ValueError("%s holds the keys of pump %s, not of %s" % (path, ks.serial, serial))
     keys = ks.for_serial(serial)
     seed = None if args.link_seed is None else (args.link_seed & (2 ** 64 - 1)).to_bytes(8, "little")
-    port = TcpPort(args.tcp) if args.tcp is not None else PtyPort()
+    if args.idle_timeout <= 0:
+        raise ValueError("--idle-timeout must be more than 0 s")
+    port = TcpPort(args.tcp, idle_s=args.idle_timeout) if args.tcp is not None else PtyPort()
     speed = 1.0 if args.realtime else args.speed
     try:
         serve(w, port, keys, speed, serial=serial, seed=seed)
@@ -131,6 +134,8 @@ def main(argv=None):
                                      "a new master key if missing)")
     srv.add_argument("--serial", help="the emulated pump's serial (default: the pump key file's, else %s)"
                      % DEFAULT_SERIAL)
+    srv.add_argument("--idle-timeout", type=float, default=IDLE_S, metavar="S",
+                     help="with --tcp: close a connection that sends nothing for S seconds (default %g)" % IDLE_S)
     srv.add_argument("--seed", type=int, default=None)
     srv.add_argument("--link-seed", type=int, default=None,
                      help="session nonces from this seed, for reproducible tests (default: os.urandom; with "

@@ -109,11 +109,11 @@ class Server:
         return "--- stdout ---\n%s\n--- stderr ---\n%s" % (self.out_path.read_text(), self.err_path.read_text())
 
 
-def start_server(tmp_path, transport, keyfile, scenario_text=SCENARIO, runtime="cpython"):
+def start_server(tmp_path, transport, keyfile, scenario_text=SCENARIO, runtime="cpython", extra=()):
     sc = tmp_path / "link-e2e.toml"
     sc.write_text(scenario_text)
     where = ["--pty"] if transport == "pty" else ["--tcp", "0"]
-    where += ["--runtime", runtime]
+    where += ["--runtime", runtime] + list(extra)
     out_path, err_path = tmp_path / "serve.out", tmp_path / "serve.err"
     # output to files, not pipes: a server nobody reads from must never block on print
     with open(out_path, "w") as out, open(err_path, "w") as err:

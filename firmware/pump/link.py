@@ -16,9 +16,10 @@
 # Bad frames cost the pump little: the reader checks them in its fixed buffer,
 # refusals that need no key to provoke are answered from frames made once
 # (only their seq and CRC change), and error answers on a channel are paid for
-# by the bytes that came in on it (at most ERROR_CREDIT in hand, which a new
-# channel starts with): over any stretch, error bytes out are at most bytes in
-# plus ERROR_CREDIT. What is not answered is
+# by the bytes that came in on it, a byte for every ERROR_RATE (4) bytes in, at
+# most ERROR_CREDIT (4 KB) in hand, which a new channel starts with: over any
+# stretch, error bytes out are at most a quarter of bytes in plus 4 KB (a
+# transmitter is a battery's cost on an implant). What is not answered is
 # counted, shown by status and summarised in the link's own log (pump.linklog),
 # never in the therapy's. Nothing a frame holds can make an exception escape poll().
 import hashlib
@@ -94,7 +95,8 @@ REQUESTS = {
 PENDING_MS = const(600000)     # a program read back must be confirmed within 10 min
 LOG_PAGE = const(12)           # log records per answer
 COUNTER_MAX = 0xFFFFFFFF       # the last counter of a session's role: a new session starts again at 1
-ERROR_CREDIT = const(4096)     # error-answer bytes a channel may have in hand (bytes in earn them)
+ERROR_CREDIT = const(4096)     # error-answer bytes a channel may have in hand
+ERROR_RATE = const(4)          # bytes in that earn one byte of error answer
 OUT_SOFT = const(2048)         # a port holding this many answer bytes takes no new frame
 MAX_CHANNELS = const(8)
 WALL_MAX = 3155759999          # clock_set: 2099-12-31 23:59:59 at most
@@ -310,7 +312,8 @@ class Channel:
         self.port = port
         self.reader = F.Reader()
         self.session = None
-        self.credit = ERROR_CREDIT     # a first damaged frame is answered; then bytes in pay
+        self.credit = ERROR_CREDIT     # the first damaged frames are answered; then bytes in pay
+        self.earned = 0
 
 
 class Link:
@@ -416,7 +419,9 @@ class Link:
                 n = len(data)
                 r.feed(data, now_ms)
                 self.bytes_in = _add(self.bytes_in, n)
-                c = ch.credit + n
+                e = ch.earned + n      # a byte of error answer for every ERROR_RATE bytes in
+                c = ch.credit + e // ERROR_RATE
+                ch.earned = e % ERROR_RATE
                 ch.credit = c if c < ERROR_CREDIT else ERROR_CREDIT
         changed = False
         busy = getattr(port, "busy", None)
