@@ -12,6 +12,8 @@ counters are used up) nothing was done: the client starts a new session and
 sends the request once more."""
 import json
 import os
+import select
+import socket
 import time
 
 import serial
@@ -32,6 +34,57 @@ try:
     PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 except ImportError:     # Windows
     PORT_ERRORS = (serial.SerialException, OSError)
+
+
+class TcpPort:
+    """socket://HOST:PORT without pyserial's socket handler, which reports at
+    most one byte waiting (an answer was read a byte at a time) and leaves
+    Nagle on. The pyserial calls PumpClient makes: read, in_waiting, write,
+    flush, close."""
+
+    def __init__(self, url, timeout):
+        hostport = url[len("socket://"):].split("/")[0]
+        host, _, port = hostport.rpartition(":")
+        try:
+            self.sock = socket.create_connection((host or "localhost", int(port)), timeout=3)
+        except ValueError:
+            raise ValueError("not a socket://HOST:PORT URL: %s" % url)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.timeout = timeout
+        self.eof = False
+
+    def read(self, n=1):
+        """Up to n bytes: what has come, waiting at most the timeout for the first."""
+        if self.eof:
+            raise serial.SerialException("the pump closed the connection")
+        r, _, _ = select.select([self.sock], [], [], self.timeout)
+        if not r:
+            return b""
+        data = self.sock.recv(n)
+        if not data:
+            self.eof = True
+            raise serial.SerialException("the pump closed the connection")
+        return data
+
+    @property
+    def in_waiting(self):
+        r, _, _ = select.select([self.sock], [], [], 0)
+        return 65536 if r else 0
+
+    def write(self, data):
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.setblocking(False)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.sock.close()
 
 
 class LinkDown(Exception):
@@ -56,7 +109,10 @@ class PumpError(Exception):
 class PumpClient:
     def __init__(self, port, keys=None, timeout=3.0, baudrate=115200):
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
+            if port.startswith("socket://"):
+                self.ser = TcpPort(port, timeout=0.02)
+            else:
+                self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
         except PORT_ERRORS + (ValueError,) as e:
             raise LinkDown("cannot open %s: %s" % (port, e))
         self.port = port
