@@ -11,7 +11,7 @@ DEMO   ?= catheter-kink
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed, the programmer link's round trip and the lab's speed in a browser"
+	@echo "make bench      print the emulator's speed, the programmer link's round trip, fuzz rate and floods, the therapy history's capacity, the lab's speed in a browser"
 	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
@@ -32,7 +32,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
-	$(BIN)/python bench/link_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/link_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/history_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
 	$(BIN)/python bench/lab_bench.py
 
