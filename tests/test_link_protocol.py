@@ -1622,3 +1622,17 @@ def test_link_on_micropython_parses_payloads_as_on_cpython(tmp_path):
              ("trailing_nul", (L.SUSPEND, None, ROLE_C, 22), {"payload": b'{}\x00'})]
     frames = mp_frames(extra)
     compare_runs(run_link_script("cpython", frames, tmp_path), run_link_script("micropython", frames, tmp_path))
+
+
+@pytest.mark.parametrize("innermost", [b"[]", b"[1]", b"{}", b'{"a": 1}'])
+def test_containers_nest_sixteen_deep_at_most(innermost):
+    """protocol.md: 16 levels of containers, the outer object the first.
+    Issue 15 found 17 passing when the innermost container was empty."""
+    def nested(levels):           # the outer object, then levels - 2 lists, then the innermost
+        return b'{"x": ' + b"[" * (levels - 2) + innermost + b"]" * (levels - 2) + b"}"
+    assert L.strict_json(nested(16))
+    assert not L.strict_json(nested(17))
+    b = bench()
+    with nothing_changes(b):
+        only_error(b.feed(b.frame(L.SILENCE, role=ROLE_P, payload=nested(17))), "bad_payload")
+    assert b.ask(L.SILENCE, role=ROLE_P, payload=nested(16)).ok
