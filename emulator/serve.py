@@ -240,7 +240,7 @@ def _attach(world, transport, keys, serial, seed):
         link = SitlLink(world.pump, None, keys, serial, seed)
     else:
         from pump.session import SeededEntropy
-        link = Link(world.pump, None, keys, serial, None if seed is None else SeededEntropy(seed))
+        link = Link(world.pump, None, keys, serial, os.urandom if seed is None else SeededEntropy(seed))
     for p in transport.ports():
         link.attach(p)
     return link

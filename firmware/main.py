@@ -39,6 +39,14 @@ def load_keys(path):
     return keys, raw.get("serial")
 
 
+def _urandom():
+    try:
+        from os import urandom
+        return urandom
+    except ImportError:
+        return None        # the link's nonces stay unique by its boot epoch and counts
+
+
 def reset_cause(machine):
     c = machine.reset_cause()
     if c == getattr(machine, "WDT_RESET", None):
@@ -74,7 +82,7 @@ class Board:
                          battery=self.battery, store=self.store, annunciator=self.buzzer)
         self.pump.start(reset_cause(machine))
         # session nonces from os.urandom: the board's hardware RNG
-        self.link = Link(self.pump, self.port, keys, serial)
+        self.link = Link(self.pump, self.port, keys, serial, _urandom())
 
 
 def run(b, clock=time, max_passes=None):

@@ -26,6 +26,7 @@ import gc
 import json
 import sys
 from binascii import hexlify, unhexlify
+from os import urandom
 
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".")
 
@@ -144,7 +145,7 @@ def main():
                 seed = cfg.get("seed")
                 ports = {0: PipePort()}
                 link = Link(pump, ports[0], keys, cfg.get("serial"),
-                            SeededEntropy(unhexlify(seed)) if seed else None)
+                            SeededEntropy(unhexlify(seed)) if seed else urandom)
                 res = None
             elif cmd == "link":
                 res = link_poll(link, ports[0], int(parts[1]), unhexlify(parts[2]) if len(parts) > 2 else b"")

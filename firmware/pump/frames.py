@@ -14,11 +14,14 @@
 # for gap_ms) is dropped and the reader looks for the next A5 5A: it
 # resynchronises by itself, and nothing it does to a bad frame allocates.
 import struct
-from sys import implementation
 from pump import compat
 from pump.compat import const, crc32_parts
 
-MICROPYTHON = implementation.name == "micropython"
+try:
+    import micropython  # noqa: F401 (only to know which runtime this is)
+    MICROPYTHON = True
+except ImportError:
+    MICROPYTHON = False
 
 SYNC = b"\xa5\x5a"
 VERSION = const(2)

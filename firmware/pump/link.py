@@ -275,11 +275,11 @@ def _add(x, n):
 
 
 def _message(code, key):
-    """The message of a refusal that names the request (key: type * 4 + role)."""
-    name, roles, _ = REQUESTS[(key >> 2) & 0xFF]
+    """The message of a refusal that names roles (key & 3: the role used, for
+    wrong_role; the roles allowed, for auth_required, as a bit set)."""
     if code == E_AUTH_REQUIRED:
-        return "%s needs the %s key" % (name, " or ".join(F.ROLE_NAMES[r] for r in roles))
-    return "%s is not allowed for the %s role" % (name, F.ROLE_NAMES[key & 3])
+        return "this request needs the %s key" % " or ".join(F.ROLE_NAMES[r] for r in (P, C) if key & r)
+    return "this request is not allowed for the %s role" % F.ROLE_NAMES[key & 3]
 
 
 class _Templates:
@@ -321,8 +321,9 @@ class Link:
         """keys: {ROLE_PATIENT: bytes, ROLE_CLINICIAN: bytes}, provisioned at
         build or flash time for this pump's serial; a role without a key
         cannot be used. serial: the serial they were provisioned for (kept in
-        the store at the first start). entropy: callable(n) -> n random bytes
-        (default os.urandom; the emulator passes a seeded one). port: the
+        the store at the first start). entropy: a port, callable(n) -> n
+        random bytes (os.urandom on a board; a seeded one in the emulator's
+        tests), or None. port: the
         first channel's byte port (None: channels are attached later)."""
         self.pump = pump
         self.ident = Identity(pump.store, serial, entropy, self._storage_event, pump.log.seq)
@@ -463,8 +464,9 @@ class Link:
     def _refuse(self, ch, seq, code, message, bit, key=None):
         """A refusal anyone can provoke: counted, summarised in the link's log,
         and answered only while the channel's error credit lasts. Allocates
-        nothing (but the first time: its answer is made once). message: a
-        constant; or None, and key (code * 1024 + type * 4 + role) names it."""
+        nothing (but the first time: its answer is made once; there are at most
+        a few dozen). message: a constant; or None, and key (code * 4 + roles,
+        see _message) names it."""
         self.errors = _add(self.errors, 1)
         self.noise.count(bit)
         f, view = self._tmpl.get(code, message, message if key is None else key)
@@ -501,7 +503,7 @@ class Link:
         if role == F.ROLE_NONE:
             if roles:
                 return self._refuse(ch, seq, E_AUTH_REQUIRED, None, CODE_BITS[E_AUTH_REQUIRED],
-                                    E_AUTH_REQUIRED * 1024 + ftype * 4)
+                                    E_AUTH_REQUIRED * 4 + (P if P in roles else 0) + (C if C in roles else 0))
             # the key-less requests take no arguments
             pl = n - F.HEAD_LEN
             if pl and not (pl == 2 and buf[at + 13] == 0x7B and buf[at + 14] == 0x7D):
@@ -526,8 +528,7 @@ class Link:
             if not equal(mac.digest(body[:end], s.ctx), body[end:]):
                 return self._refuse(ch, seq, E_BAD_TAG, M_BAD_TAG, CODE_BITS[E_BAD_TAG])
             if roles and role not in roles:
-                return self._refuse(ch, seq, E_WRONG_ROLE, None, CODE_BITS[E_WRONG_ROLE],
-                                    E_WRONG_ROLE * 1024 + ftype * 4 + role)
+                return self._refuse(ch, seq, E_WRONG_ROLE, None, CODE_BITS[E_WRONG_ROLE], E_WRONG_ROLE * 4 + role)
             last = s.counters[role]
             if last == COUNTER_MAX:
                 return self._refuse(ch, seq, E_STALE, M_USED_UP, CODE_BITS[E_STALE])

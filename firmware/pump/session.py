@@ -6,7 +6,8 @@
 # must rise within the session. Sessions live in RAM only: a reset, a new
 # HELLO on the same channel, or a counter at its maximum ends one, and its
 # frames are then worth nothing. Nonces must never repeat, so each is a hash
-# of fresh entropy (os.urandom: the board's hardware RNG), the boot epoch (a
+# of fresh entropy (a port: os.urandom, the board's hardware RNG, handed in by
+# main.py; a seeded source in the emulator's tests), the boot epoch (a
 # count of link starts kept in the store), the event log's sequence at the
 # start and the session's number in this boot: unique even where the entropy
 # is seeded (the emulator, for reproducible runs) or weak.
@@ -15,11 +16,6 @@ import struct
 
 from pump import frames as F
 from pump.record import ABRecord, OK as REC_OK, CORRUPT as REC_CORRUPT
-
-try:
-    from os import urandom
-except ImportError:         # a port without it: the epoch and count keep nonces unique
-    urandom = None
 
 SERIAL_MAX = 32
 # storage event codes (kind STORAGE): which record was damaged
@@ -73,7 +69,8 @@ class Identity:
         this record (the event log's sequence: each start logs its reset), so
         a start that lost the epoch still makes nonces of its own even with
         seeded entropy."""
-        self.entropy = entropy if entropy is not None else urandom
+        self.entropy = entropy        # callable(n) -> n random bytes, or None (then the
+        #                               epoch, the mark and the count alone keep nonces unique)
         self.log_event = log_event
         self.mark = mark
         self.mismatch = None          # the provisioned serial, if it is not this pump's
