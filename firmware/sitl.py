@@ -143,12 +143,13 @@ def main():
                 for role, key in cfg["keys"].items():
                     keys[int(role)] = unhexlify(key)
                 seed = cfg.get("seed")
-                ports = {0: PipePort()}
-                link = Link(pump, ports[0], keys, cfg.get("serial"),
+                ports = {}
+                link = Link(pump, None, keys, cfg.get("serial"),
                             SeededEntropy(unhexlify(seed)) if seed else urandom)
                 res = None
             elif cmd == "link":
-                res = link_poll(link, ports[0], int(parts[1]), unhexlify(parts[2]) if len(parts) > 2 else b"")
+                port = attach(link, ports, 0)
+                res = link_poll(link, port, int(parts[1]), unhexlify(parts[2]) if len(parts) > 2 else b"")
             elif cmd == "chan":
                 cid, now_ms, data = (rest.split(" ", 3) + [""])[1:4]
                 port = attach(link, ports, int(cid))
