@@ -235,7 +235,18 @@ def _program_in_force(world, link):
 
 
 def _attach(world, transport, keys, serial, seed):
-    """The link of the pump now running, every open connection attached."""
+    """The link of the pump now running, every open connection attached. A
+    link's start writes to the store (its boot epoch): a power cut the
+    scenario armed may fall there, and the pump starts again."""
+    while True:
+        try:
+            return _new_link(world, transport, keys, serial, seed)
+        except PowerCut:
+            world.log("world", "fault", "power_cut", "reset in the middle of a storage write")
+            world.reboot(RESET_POWER_ON)
+
+
+def _new_link(world, transport, keys, serial, seed):
     if world.runtime == "micropython":
         link = SitlLink(world.pump, None, keys, serial, seed)
     else:
@@ -269,7 +280,7 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None, serial=None, s
     world.begin()
     transport = port
     link = _attach(world, transport, keys, serial, seed)
-    pump = world.pump
+    pump = world.pump             # (after the link: its start may have reset the pump)
     t0 = time.monotonic()
     v0 = world.clock.now
     last_poll = 0.0
@@ -288,8 +299,8 @@ def serve(world, port, keys, speed, out=print, stop_after_s=None, serial=None, s
         target = v0 + int(real * 1000 * speed)
         world.advance_to(target)
         if world.pump is not pump:           # the pump reset: the link restarts with it (sessions end)
-            pump = world.pump
             link = _attach(world, transport, keys, serial, seed)
+            pump = world.pump
         # sleep until the next virtual event, a byte on the link, or 50 ms
         nxt = world.next_time()
         wait = max(0.0, min(0.05, (nxt - world.clock.now) / 1000.0 / speed))

@@ -323,8 +323,9 @@ class Link:
         cannot be used. serial: the serial they were provisioned for (kept in
         the store at the first start). entropy: a port, callable(n) -> n
         random bytes (os.urandom on a board; a seeded one in the emulator's
-        tests), or None. port: the
-        first channel's byte port (None: channels are attached later)."""
+        tests), or None. port: the first channel's byte port (None: channels
+        are attached later). A start writes the boot epoch (and, the first
+        time, the serial) to the store."""
         self.pump = pump
         self.ident = Identity(pump.store, serial, entropy, self._storage_event, pump.log.seq)
         self.serial = self.ident.serial
