@@ -402,3 +402,26 @@ def test_a_bad_frame_costs_the_link_no_heap_under_micropython():
 def test_zz_flood_figures(capsys):
     with capsys.disabled():
         print("\n" + "\n".join(FIGURES))
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_power_cut_in_the_links_start_restarts_the_pump_and_serve_carries_on(atomic):
+    """A link's start writes its boot epoch: a cut the scenario armed for that
+    write resets the pump (as on a board), and the link then starts."""
+    from emulator.engine import World
+    from emulator.scenario import from_dict
+    from emulator.serve import _attach
+
+    class NoTransport:
+        def ports(self):
+            return []
+    raw = {"title": "cut", "duration": "1d", "start": {"fill_ml": 20, "concentration_ug_ml": 500, "program": {
+        "mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 400, "max_daily_ug": 560,
+        "max_hourly_ug": 60}}}
+    w = World(from_dict(raw, "cut.toml"))
+    w.begin()
+    w.store.arm_cut(1, atomic=atomic)
+    resets = w.resets
+    link = _attach(w, NoTransport(), {ROLE_C: b"c" * 32}, "EMU-CUT", None)
+    assert w.resets == resets + 1 and link.pump is w.pump and link.serial == "EMU-CUT"
+    assert w.pump.state() == "running"
