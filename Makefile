@@ -11,11 +11,11 @@ DEMO   ?= catheter-kink
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed, the link's round trip, board figures on 64-bit and 32-bit, the lab's speed"
+	@echo "make bench      print the emulator's speed, the programmer link's round trip, fuzz rate and floods, board figures on 64-bit and 32-bit, the therapy history's capacity, the lab's speed"
 	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
-	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 compile, copy it and the role keys with mpremote, reset"
+	@echo "make flash BOARD=pico PORT=/dev/ttyACM0 SERIAL=PUMP-0001  compile, copy it and that pump's own keys, reset"
 	@echo "make repl PORT=/dev/ttyACM0            the board's REPL"
 	@echo "make mpy-check  the MicroPython and mpy-cross tests only"
 
@@ -32,7 +32,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/emu_bench.py
-	$(BIN)/python bench/link_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/link_bench.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/history_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board32_bench.py
 	$(BIN)/python bench/lab_bench.py
@@ -52,7 +53,7 @@ mpy: $(STAMP)
 	@$(BIN)/python -m host_tools.flash mpy "$(BOARD)"
 
 flash: $(STAMP)
-	@$(BIN)/python -m host_tools.flash flash "$(BOARD)" "$(PORT)" $(if $(KEYS),--keys "$(KEYS)")
+	@$(BIN)/python -m host_tools.flash flash "$(BOARD)" "$(PORT)" $(if $(KEYS),--keys "$(KEYS)") $(if $(SERIAL),--serial "$(SERIAL)")
 
 repl: $(STAMP)
 	@$(BIN)/python -m host_tools.flash repl "$(PORT)"

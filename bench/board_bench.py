@@ -24,7 +24,8 @@ PROFILE = os.path.join(ROOT, "boards", "sim.json")
 def _compile_lib(d):
     """What a board runs from /lib and the fake ports, as .mpy, as on a board."""
     from host_tools.flash import board_modules, compile_module
-    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]:
+    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py")),
+                                   ("heap_link.py", os.path.join(PORTABLE, "heap_link.py"))]:
         compile_module(src, rel, d, cross=os.path.join(BIN, "mpy-cross"))
 
 

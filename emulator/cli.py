@@ -16,6 +16,9 @@ import time
 from emulator import report as R
 from emulator.scenario import ScenarioError, find, library, load, fmt_time
 
+DEFAULT_SERIAL = "EMU-0001"     # the emulated pump's serial when no key file names one
+IDLE_S = 60.0                   # (emulator.serve.IDLE_S: cli imports nothing heavy before it runs)
+
 
 def cmd_list(args):
     for name, path in library():
@@ -74,12 +77,22 @@ def cmd_serve(args):
             # a key file named but missing is a typo, not a request for new keys
             raise ValueError("%s: no such key file (make one with: pumpctl keys new %s)" % (path, path))
         K.generate(path)
-        print("pump-emu: new role keys written to %s (give pumpctl the same file)" % path)
-    keys = K.load_file(path)
-    port = TcpPort(args.tcp) if args.tcp is not None else PtyPort()
+        print("pump-emu: new master key written to %s (give pumpctl the same file)" % path)
+    ks = K.load_file(path)
+    serial = args.serial or ks.serial or DEFAULT_SERIAL
+    from pump.session import valid_serial
+    if not valid_serial(serial):
+        raise ValueError("%r is not a pump serial (1 to 32 of A-Z a-z 0-9 - _ .)" % serial)
+    if ks.serial is not None and serial != ks.serial:
+        raise ValueError("%s holds the keys of pump %s, not of %s" % (path, ks.serial, serial))
+    keys = ks.for_serial(serial)
+    seed = None if args.link_seed is None else (args.link_seed & (2 ** 64 - 1)).to_bytes(8, "little")
+    if args.idle_timeout <= 0:
+        raise ValueError("--idle-timeout must be more than 0 s")
+    port = TcpPort(args.tcp, idle_s=args.idle_timeout) if args.tcp is not None else PtyPort()
     speed = 1.0 if args.realtime else args.speed
     try:
-        serve(w, port, keys, speed)
+        serve(w, port, keys, speed, serial=serial, seed=seed)
     finally:
         port.close()
     if args.out:
@@ -118,8 +131,17 @@ def main(argv=None):
     pace = srv.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (default 1)")
     pace.add_argument("--realtime", action="store_true", help="the same as --speed 1")
-    srv.add_argument("--keys", help="role key file (default $PUMP_KEYS or ./pump-keys.json, created if missing)")
+    srv.add_argument("--keys", help="key file: a master key (the pump's role keys are derived for its serial) "
+                                     "or a pump key file (default $PUMP_KEYS or ./pump-keys.json, "
+                                     "a new master key if missing)")
+    srv.add_argument("--serial", help="the emulated pump's serial (default: the pump key file's, else %s)"
+                     % DEFAULT_SERIAL)
+    srv.add_argument("--idle-timeout", type=float, default=IDLE_S, metavar="S",
+                     help="with --tcp: close a connection that sends nothing for S seconds (default %g)" % IDLE_S)
     srv.add_argument("--seed", type=int, default=None)
+    srv.add_argument("--link-seed", type=int, default=None,
+                     help="session nonces from this seed, for reproducible tests (default: os.urandom; with "
+                          "a seed, a restarted emulator makes the same nonces again)")
     srv.add_argument("--runtime", choices=("cpython", "micropython", "wasm32"), default="cpython",
                      help="cpython: the firmware and its link in this process (default); micropython: "
                           "both in a separate micropython process (SITL), pumpctl talking to it; wasm32: "

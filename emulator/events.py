@@ -12,7 +12,7 @@ GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_
 # a stop's bit -> the state name it gives (controller.STOP_NAMES)
 STOP_BITS = dict((bit, name) for bit, name in STOP_NAMES)
 TIME_OF_DAY_WHAT = {1: "skipped", 2: "held", 3: "hold_over"}
-STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link"}
+STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link", 7: "identity"}
 
 
 def _name(seq, i):
@@ -81,8 +81,10 @@ def describe(kind, code, a, b, wall_s=0):
     if kind == E.STORAGE:
         return k, STORAGE_WHAT.get(code, str(code)), "value %d" % a
     if kind == E.LINK:
-        from pump.link import ERROR_NAMES
-        return k, _name(ERROR_NAMES, code), "programmer request refused"
+        # a summary of refused frames (pump.linklog): code is a mask of their kinds
+        from pump.link import CODE_BITS, ERROR_NAMES
+        names = [ERROR_NAMES[c] for c, bit in sorted(CODE_BITS.items()) if code & bit]
+        return k, "+".join(names) or "frames", "%d refused for authority, %d other bad frames" % (a, b)
     if kind == E.SILENCE:
         return k, "silence", "%d alarms" % a
     return k, str(code), "%d %d" % (a, b)

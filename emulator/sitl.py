@@ -16,6 +16,8 @@ import sys
 from binascii import hexlify, unhexlify
 
 from pump.controller import CommandError, Refused
+from pump.frames import Reader
+from pump.link import MAX_CHANNELS
 from pump.program import ProgramError
 
 from emulator.store import PowerCut
@@ -23,6 +25,7 @@ from emulator.store import PowerCut
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITL_MAIN = os.path.join(ROOT, "firmware", "sitl.py")
 HEAP = "512K"     # the process's heap; the boards' heap budgets are measured by the tests
+READER_ROOM = Reader().cap   # what a new channel of the link takes at first
 
 
 def micropython_binary():
@@ -144,27 +147,55 @@ class SitlPump:
         raise AttributeError(name)
 
 
-class _PartialFrame:
-    """What serve looks at on the link's reader: a frame half read waits for
-    its rest (or for the frame timeout) in the pump process."""
-    buf = b""
-
-
 class SitlLink:
     """The programmer link of a SITL pump: the firmware's own Link runs in the
-    micropython process; this side forwards the port's bytes to it and writes
+    micropython process; this side forwards each connection's bytes to its
+    channel there (no more than the channel's reader has room for) and writes
     its answers back, so pumpctl talks to the MicroPython firmware itself."""
 
-    def __init__(self, pump, port, keys):
-        self.pump, self.port = pump, port
-        self.reader = _PartialFrame()
+    def __init__(self, pump, port, keys, serial=None, seed=None):
+        self.pump = pump
+        self.ids = {}                 # port -> channel id in the pump process
+        self.room = {}                # port -> bytes its channel takes next
+        self.held = {}                # port -> bytes wait in the pump process
+        self.next_id = 1
         self.program = None           # [raw, read-back] in force, after the last poll
-        pump._do("keys " + json.dumps({str(role): hexlify(k).decode() for role, k in keys.items()}))
+        cfg = {"keys": {str(role): hexlify(k).decode() for role, k in keys.items()}, "serial": serial,
+               "seed": None if seed is None else hexlify(seed).decode()}
+        pump._do("keys " + json.dumps(cfg))
+        if port is not None:
+            self.attach(port)
+
+    def attach(self, port):
+        if len(self.ids) >= MAX_CHANNELS:
+            return None
+        self.ids[port] = self.next_id
+        self.room[port] = READER_ROOM
+        self.held[port] = False
+        self.next_id += 1
+        return port
+
+    def detach(self, port):
+        cid = self.ids.pop(port, None)
+        self.room.pop(port, None)
+        self.held.pop(port, None)
+        if cid is not None:
+            self.pump._do("drop %d" % cid)
+
+    def waiting(self):
+        return any(self.held.values())
 
     def poll(self, now_ms):
-        data = self.port.read()
-        changed, out, partial, self.program = self.pump._do("link %d %s" % (now_ms, hexlify(data).decode()))
-        self.reader.buf = b"." if partial else b""
-        if out:
-            self.port.write(unhexlify(out))
+        changed = False
+        for port, cid in list(self.ids.items()):
+            room = self.room[port]
+            data = port.read(room) if room > 0 else b""
+            res = self.pump._do("chan %d %d %s" % (cid, now_ms, hexlify(data).decode()))
+            if not res:             # the pump process ran short of memory: nothing answered
+                continue
+            ch, out, held, self.program, self.room[port] = res
+            self.held[port] = held
+            changed = changed or ch
+            if out:
+                port.write(unhexlify(out))
         return changed

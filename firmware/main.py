@@ -1,6 +1,7 @@
 # The pump on a board: build the ports from the board profile, recover state,
 # and run the loop. Copied to the board with board.json (the profile) and
-# keys.json (the role keys, provisioned at flash time: `make flash`).
+# keys.json (this pump's serial and role keys, provisioned at flash time:
+# `make flash`).
 #
 # The loop cycles the pump when it asked to wake, answers the programmer link,
 # watches the patient's button and plays alarm sounds. The watchdog is fed
@@ -22,17 +23,27 @@ def load_json(path):
 
 
 def load_keys(path):
+    """-> ({role: key}, serial) from the pump key file flashed with the
+    firmware (`make flash ... SERIAL=SN`: this pump's keys only)."""
     from binascii import unhexlify
     from pump.frames import ROLE_CLINICIAN, ROLE_PATIENT
     try:
         raw = load_json(path)
     except (OSError, ValueError):
-        return {}      # no keys: the pump answers status only
+        return {}, None    # no keys: the pump answers reads only
     keys = {}
     for name, role in (("patient", ROLE_PATIENT), ("clinician", ROLE_CLINICIAN)):
         if raw.get(name):
             keys[role] = unhexlify(raw[name])
-    return keys
+    return keys, raw.get("serial")
+
+
+def _urandom():
+    try:
+        from os import urandom
+        return urandom
+    except ImportError:
+        return None        # the link's nonces stay unique by its boot epoch and counts
 
 
 def reset_cause(machine):
@@ -47,7 +58,7 @@ def reset_cause(machine):
 class Board:
     """Every port of one board, built from its profile."""
 
-    def __init__(self, profile, keys, machine):
+    def __init__(self, profile, keys, machine, serial=None):
         from hw.clock import BoardClock
         from hw.motor import StepperMotor
         from hw.sensors import PressureSensor, BatteryGauge
@@ -70,9 +81,10 @@ class Board:
                          battery=self.battery, store=self.store, annunciator=self.buzzer)
         self.pump.start(reset_cause(machine))
         # the link's code comes after the start, whose recovery code is then
-        # given back (pump/recovery.py): the two are never in the heap at once
+        # given back (pump/recovery.py): the two are never in the heap at once;
+        # session nonces from os.urandom: the board's hardware RNG
         from pump.link import Link
-        self.link = Link(self.pump, self.port, keys)
+        self.link = Link(self.pump, self.port, keys, serial, _urandom())
 
 
 def run(b, clock=time, max_passes=None):
@@ -133,8 +145,8 @@ def main():
     if maintenance_requested(profile, machine):
         print("pump: button held at start: maintenance, the pump is not started")
         return
-    keys = load_keys("keys.json")
-    run(Board(profile, keys, machine))
+    keys, serial = load_keys("keys.json")
+    run(Board(profile, keys, machine, serial))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 `make repl` run).
 
   python -m host_tools.flash mpy BOARD            compile to build/BOARD/ with mpy-cross
-  python -m host_tools.flash flash BOARD PORT     compile, copy with mpremote, reset
+  python -m host_tools.flash flash BOARD PORT [--serial SN] [--keys FILE]
+                                                  compile, copy with mpremote, reset
   python -m host_tools.flash repl PORT            the board's REPL (mpremote)
 
 A board is a profile in boards/ (pico, pico2, esp32). The flashed board gets
 /lib/pump and /lib/hw as .mpy for its architecture, /main.py, /board.json and
-/keys.json (the role keys: --keys FILE, else $PUMP_KEYS, else ./pump-keys.json;
-make one with `pumpctl keys new pump-keys.json`). Exit status 0, or 2 with a
-message saying what to do.
+/keys.json: this pump's serial and its own two role keys, never the master.
+FILE (--keys, else $PUMP_KEYS, else ./pump-keys.json) is a master key file
+(`pumpctl keys new pump-keys.json`; the pump's keys are derived for --serial)
+or one pump's key file (`pumpctl keys derive`; its serial is used). Exit
+status 0, or 2 with a message saying what to do.
 """
 import json
 import os
@@ -87,6 +90,31 @@ def build(board, out=print):
     return dest, total
 
 
+def pump_keys(path, serial):
+    """-> the keys.json for the pump with this serial (a dict): its serial and
+    its own role keys, derived from a master key or taken from its key file."""
+    from host_tools import keys as K
+    try:
+        ks = K.load_file(path)
+        if ks.master is not None:
+            if not serial:
+                raise Usage("%s is a master key: say which pump, make flash ... SERIAL=<serial> "
+                            "(its own keys are derived and flashed, never the master)" % path)
+        elif ks.serial is None:
+            raise Usage("%s holds role keys bound to no pump: make a master key (pumpctl keys new FILE) "
+                        "and flash with SERIAL=<serial>" % path)
+        else:
+            serial = serial or ks.serial
+        keys = ks.for_serial(serial)
+    except K.KeyError_ as e:
+        raise Usage(str(e))
+    out = {"serial": serial}
+    for name, role in K.ROLES.items():
+        if role in keys:
+            out[name] = keys[role].hex()
+    return out
+
+
 def find_keys(path):
     path = path or os.environ.get("PUMP_KEYS") or "pump-keys.json"
     if not os.path.exists(path):
@@ -95,15 +123,17 @@ def find_keys(path):
     return path
 
 
-def flash(board, port, keys=None, out=print):
+def flash(board, port, keys=None, out=print, serial=None):
     if not port:
         raise Usage("say which port: make flash BOARD=%s PORT=/dev/ttyACM0 (mpremote devs lists them)" % (board or "pico"))
     profile(board)
     if port.startswith("/dev/") and not os.path.exists(port):
         raise Usage("no device %s: is the board plugged in? (`mpremote devs` lists ports)" % port)
-    keyfile = find_keys(keys)
+    pump = pump_keys(find_keys(keys), serial)
     dest, _ = build(board, out)
-    shutil.copy(keyfile, os.path.join(dest, "keys.json"))
+    fd = os.open(os.path.join(dest, "keys.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(pump, f)
     mp = tool("mpremote")
     cmd = [mp, "connect", port, "fs", "mkdir", ":lib", "+", "fs", "cp", "-r",
            os.path.join(dest, "lib") + "/", ":", "+", "fs", "cp",
@@ -114,7 +144,7 @@ def flash(board, port, keys=None, out=print):
     if r.returncode != 0:
         raise Usage("mpremote failed (exit %d): check the port, that no other program has it open, "
                     "and that the board runs MicroPython 1.20 or newer" % r.returncode)
-    out("flashed %s on %s; talk to it with: pumpctl --port %s status" % (board, port, port))
+    out("flashed %s on %s as pump %s; talk to it with: pumpctl --port %s status" % (board, port, pump["serial"], port))
 
 
 def repl(port):
@@ -129,16 +159,18 @@ def main(argv=None):
         if not args or args[0] not in ("mpy", "flash", "repl"):
             raise Usage(__doc__.strip().split("\n\n")[1])
         cmd, rest = args[0], [a for a in args[1:]]
-        keys = None
-        if "--keys" in rest:
-            i = rest.index("--keys")
-            keys = rest[i + 1] if i + 1 < len(rest) else None
-            del rest[i:i + 2]
+        opts = {}
+        for name in ("--keys", "--serial"):
+            if name in rest:
+                i = rest.index(name)
+                opts[name] = rest[i + 1] if i + 1 < len(rest) else None
+                del rest[i:i + 2]
+        keys = opts.get("--keys")
         rest += [""] * 2
         if cmd == "mpy":
             build(rest[0])
         elif cmd == "flash":
-            flash(rest[0], rest[1], keys)
+            flash(rest[0], rest[1], keys, serial=opts.get("--serial"))
         else:
             repl(rest[0])
     except Usage as e:

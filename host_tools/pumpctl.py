@@ -10,15 +10,21 @@ programmer link.
   pumpctl --port PORT suspend | resume
   pumpctl --port PORT alarms [list | ack NAME | silence | test]
   pumpctl --port PORT clock set (--now | --to YYYY-MM-DDTHH:MM[:SS])
-  pumpctl --port PORT log export --out FILE.csv|FILE.json
-  pumpctl keys new FILE [--force]                 write a new role key file
+  pumpctl --port PORT log export --out FILE.csv|FILE.json [--link]
+                                                  (--link: the link's summaries of refused frames)
+  pumpctl keys new FILE [--force]                 write a new master key file
                                                   (--force: replace an existing FILE)
+  pumpctl keys derive --serial SN --out FILE [--roles patient,clinician] [--force]
+                                                  write pump SN's own keys (from the
+                                                  master key: --keys, $PUMP_KEYS, ...)
 
 PORT: a device (/dev/ttyACM0), a pty path, or a pyserial URL (socket://127.0.0.1:4000).
-Keys (clinician and patient): --keys FILE, else $PUMP_KEYS (a file), else
-$PUMP_CLINICIAN_KEY / $PUMP_PATIENT_KEY (hex), else ./pump-keys.json.
-Status and interrogate need no key. `keys new` never overwrites a key file
-(it may hold the keys a pump was provisioned with) unless given --force.
+Keys: --keys FILE, else $PUMP_KEYS (a file), else $PUMP_CLINICIAN_KEY /
+$PUMP_PATIENT_KEY (hex), else ./pump-keys.json. FILE is a master key (the
+pump's keys are derived for the serial it gives in its hello) or one pump's
+key file (used only with that pump). Status and interrogate need no key.
+`keys new` and `keys derive` never overwrite a file (it may hold the keys a
+pump was provisioned with) unless given --force.
 
 Exit status: 0 done; 1 the pump refused or rejected the request (its reason
 is printed); 2 bad usage or a bad file; 3 the port could not be opened or the
@@ -148,6 +154,7 @@ def show_status(st, out):
 
 
 def show_interrogate(st, out):
+    out("pump:       serial %s" % (st.get("serial") or "(not provisioned)"))
     show_status(st, out)
     p = st.get("program")
     if p:
@@ -174,18 +181,37 @@ def show_readback(rb, out):
                                                        s["daily_rate_ug"], s["nl_per_day"]))
 
 
+def keys_cmd(args, out):
+    try:
+        if args.action == "new":
+            K.generate(args.file, force=args.force)
+            out("wrote a new master key to %s (mode 0600); derive each pump's keys from it with "
+                "pumpctl keys derive --serial SN, or flash with make flash SERIAL=SN" % args.file)
+            return EXIT_OK
+        roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+        bad = [r for r in roles if r not in K.ROLES]
+        if bad or not roles:
+            raise Usage("--roles takes patient, clinician or both (comma-separated), not %r" % args.roles)
+        ks = K.find(args.master or args.keys)
+        if ks.master is None and ks.serial is None and ks.roles:
+            raise Usage("%s holds role keys bound to no pump: derive from a master key (pumpctl keys new)"
+                        % (ks.where or "the key source"))
+        if ks.master is None and not ks.roles:
+            raise Usage("no master key: give --keys FILE (pumpctl keys new FILE makes one)")
+        K.write_pump_file(args.out, ks, args.serial, roles, force=args.force)
+    except FileExistsError:
+        raise Usage("%s already exists and may hold the keys a pump was provisioned with; "
+                    "add --force to replace it" % (args.file if args.action == "new" else args.out))
+    except OSError as e:
+        raise Usage("cannot write %s: %s" % (args.file if args.action == "new" else args.out, e.strerror or e))
+    out("wrote the %s key%s of pump %s to %s (mode 0600)" % (" and ".join(roles), "s" if len(roles) > 1 else "",
+                                                              args.serial, args.out))
+    return EXIT_OK
+
+
 def run(args, out=print, ask=input):
     if args.cmd == "keys":
-        try:
-            K.generate(args.file, force=args.force)
-        except FileExistsError:
-            raise Usage("%s already exists and may hold the keys a pump was provisioned with; "
-                        "add --force to replace it" % args.file)
-        except OSError as e:
-            raise Usage("cannot write %s: %s" % (args.file, e.strerror or e))
-        out("wrote new patient and clinician keys to %s (mode 0600); provision the pump with the same file"
-            % args.file)
-        return EXIT_OK
+        return keys_cmd(args, out)
     keys = K.find(args.keys)
     # everything local (files, times) is checked before the port is opened
     prog = load_program(args.file) if args.cmd == "program" else None
@@ -279,7 +305,7 @@ def _run(args, out, ask, keys, prog, when, export):
             if not args.json:
                 out("pump clock set to %s" % _wall(res["wall_s"]))
         elif args.cmd == "log":
-            fields, recs = pc.log()
+            fields, recs = pc.log("link" if args.link else "therapy")
             rows = [dict(zip(fields, r)) for r in recs]
             for r in rows:
                 r["kind_name"] = kind_name(r["kind"])
@@ -330,11 +356,24 @@ def parser():
     p = sub.add_parser("log")
     p.add_argument("action", choices=("export",))
     p.add_argument("--out", required=True)
-    p = sub.add_parser("keys")
-    p.add_argument("action", choices=("new",))
-    p.add_argument("file")
-    p.add_argument("--force", action="store_true",
-                   help="replace FILE if it exists (a pump provisioned with the old keys will refuse the new ones)")
+    p.add_argument("--link", action="store_true",
+                   help="export the link's summaries of refused frames instead of the therapy log")
+    p = sub.add_parser("keys", description="keys new FILE [--force]: a new master key file; "
+                       "keys derive --serial SN --out FILE [--roles patient,clinician] [--force] [MASTER]: "
+                       "pump SN's own keys. --force replaces an existing file (a pump provisioned with the "
+                       "old keys will refuse the new ones).")
+    ks = p.add_subparsers(dest="action", required=True)
+    k = ks.add_parser("new", help="write a new master key file")
+    k.add_argument("file")
+    k.add_argument("--force", action="store_true",
+                   help="replace FILE if it exists (pumps provisioned from the old master will refuse the new keys)")
+    k = ks.add_parser("derive", help="write one pump's keys, derived from the master key for its serial")
+    k.add_argument("master", nargs="?", help="the master key file (default: --keys, $PUMP_KEYS, ./pump-keys.json)")
+    k.add_argument("--serial", required=True, help="the pump's serial")
+    k.add_argument("--out", required=True, help="the pump key file to write")
+    k.add_argument("--roles", default="patient,clinician",
+                   help="which role keys to write (default both; a patient's remote: patient)")
+    k.add_argument("--force", action="store_true", help="replace --out if it exists")
     return ap
 
 

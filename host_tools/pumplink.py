@@ -1,9 +1,19 @@
 """Client for the pump's programmer link, over anything pyserial opens: a device
 (/dev/ttyACM0), a pseudo-terminal path, or a URL such as socket://localhost:4000.
 The frame format and the MAC are the firmware's own modules (pump.frames,
-pump.hmac256): one implementation on both ends."""
+pump.hmac256): one implementation on both ends.
+
+A signed request needs a session: the client sends HELLO first (once per
+connection), learns the pump's serial and session nonce, takes the role keys
+for that serial (derived from a master key, or from a pump key file for that
+serial) and counts its own frames from 1. When the pump answers
+stale_session (it restarted, another HELLO replaced the session, or the
+counters are used up) nothing was done: the client starts a new session and
+sends the request once more."""
 import json
 import os
+import select
+import socket
 import time
 
 import serial
@@ -11,6 +21,7 @@ import serial
 from pump import frames as F
 from pump import link as L
 from pump.hmac256 import HMAC256
+from host_tools.keys import KeySet
 
 
 SEQ0_GRACE_S = 0.3
@@ -23,6 +34,57 @@ try:
     PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 except ImportError:     # Windows
     PORT_ERRORS = (serial.SerialException, OSError)
+
+
+class TcpPort:
+    """socket://HOST:PORT without pyserial's socket handler, which reports at
+    most one byte waiting (an answer was read a byte at a time) and leaves
+    Nagle on. The pyserial calls PumpClient makes: read, in_waiting, write,
+    flush, close."""
+
+    def __init__(self, url, timeout):
+        hostport = url[len("socket://"):].split("/")[0]
+        host, _, port = hostport.rpartition(":")
+        try:
+            self.sock = socket.create_connection((host or "localhost", int(port)), timeout=3)
+        except ValueError:
+            raise ValueError("not a socket://HOST:PORT URL: %s" % url)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.timeout = timeout
+        self.eof = False
+
+    def read(self, n=1):
+        """Up to n bytes: what has come, waiting at most the timeout for the first."""
+        if self.eof:
+            raise serial.SerialException("the pump closed the connection")
+        r, _, _ = select.select([self.sock], [], [], self.timeout)
+        if not r:
+            return b""
+        data = self.sock.recv(n)
+        if not data:
+            self.eof = True
+            raise serial.SerialException("the pump closed the connection")
+        return data
+
+    @property
+    def in_waiting(self):
+        r, _, _ = select.select([self.sock], [], [], 0)
+        return 65536 if r else 0
+
+    def write(self, data):
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(data)
+        finally:
+            self.sock.setblocking(False)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.sock.close()
 
 
 class LinkDown(Exception):
@@ -47,14 +109,21 @@ class PumpError(Exception):
 class PumpClient:
     def __init__(self, port, keys=None, timeout=3.0, baudrate=115200):
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
+            if port.startswith("socket://"):
+                self.ser = TcpPort(port, timeout=0.02)
+            else:
+                self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02)
         except PORT_ERRORS + (ValueError,) as e:
             raise LinkDown("cannot open %s: %s" % (port, e))
         self.port = port
         self.timeout = timeout
-        self.macs = {role: HMAC256(k) for role, k in (keys or {}).items()}
+        self.keys = KeySet.of(keys)
+        self.macs = None            # the role keys for this pump, once its serial is known
         self.reader = F.Reader(max_body=F.MAX_ANSWER)
+        self.unread = bytearray()   # bytes read but not yet taken by the reader
         self.seq = int.from_bytes(os.urandom(2), "little")
+        self.serial = None
+        self.session = None         # (handle, context) of the current session
         self.counters = None
         self.sent = 0
 
@@ -106,6 +175,9 @@ class PumpClient:
         end = time.monotonic() + (self.timeout if timeout is None else timeout)
         seq0 = None
         while True:
+            if self.unread and self.reader.room():
+                n = self.reader.feed(bytes(self.unread[:self.reader.room()]), self._now_ms())
+                del self.unread[:n]
             r = self.reader.next(self._now_ms())
             if r is not None:
                 status, body = r
@@ -131,39 +203,62 @@ class PumpClient:
                 raise LinkDown("no answer from %s within %.1f s" % (self.port, self.timeout))
             data = self._read_some()
             if data:
-                self.reader.feed(data, self._now_ms())
+                self.unread += data
 
     def frame(self, ftype, args=None, role=F.ROLE_NONE, counter=None):
-        """-> (seq, frame bytes) for a request, signed with role's key."""
+        """-> (seq, frame bytes) for a request, signed with role's key in the
+        current session (started here if there is none)."""
+        payload = json.dumps(args or {}, separators=(",", ":")).encode() if args or role else b""
+        if role == F.ROLE_NONE:
+            self.seq = (self.seq + 1) & 0xFFFF
+            return self.seq, F.encode(ftype, self.seq, payload)
+        if not self.keys.has(role):
+            raise MissingKey("no %s key: give --keys FILE or set PUMP_KEYS" % F.ROLE_NAMES[role])
+        if self.session is None:
+            self.hello()
         self.seq = (self.seq + 1) & 0xFFFF
-        payload = json.dumps(args or {}, separators=(",", ":")).encode()
-        mac = None
-        if role != F.ROLE_NONE:
-            mac = self.macs.get(role)
-            if mac is None:
-                raise MissingKey("no %s key: give --keys FILE or set PUMP_KEYS" % F.ROLE_NAMES[role])
-            if counter is None:
-                counter = self.next_counter(role)
-        return self.seq, F.encode(ftype, self.seq, payload, role, counter or 0, mac)
+        mac = self.macs.get(role)
+        if mac is None:
+            raise MissingKey("no %s key for pump %s" % (F.ROLE_NAMES[role], self.serial))
+        if counter is None:
+            counter = self.next_counter(role)
+        handle, ctx = self.session
+        return self.seq, F.encode(ftype, self.seq, payload, role, counter, mac, handle, ctx)
+
+    def hello(self):
+        """Start a session: -> the pump's answer (serial, session nonce, protocol)."""
+        ans = self.call(L.HELLO)
+        serial = ans.get("serial") or ""
+        try:
+            nonce = bytes.fromhex(ans["session"])
+        except (KeyError, TypeError, ValueError):
+            raise LinkDown("%s answered hello without a session nonce: is it a pump speaking protocol %d?"
+                           % (self.port, F.VERSION))
+        if self.macs is None or serial != self.serial:
+            self.macs = {role: HMAC256(k) for role, k in self.keys.for_serial(serial).items()}
+        self.serial = serial
+        self.session = (F.handle(nonce), F.context(serial, nonce))
+        self.counters = {F.ROLE_PATIENT: 0, F.ROLE_CLINICIAN: 0}
+        return ans
 
     def next_counter(self, role):
-        if self.counters is None:
-            st = self.call(L.STATUS)
-            self.counters = {F.ROLE_PATIENT: st["counters"][0], F.ROLE_CLINICIAN: st["counters"][1]}
         self.counters[role] += 1
         return self.counters[role]
 
     def call(self, ftype, args=None, role=F.ROLE_NONE):
         """Send one request; -> the answer dict, or PumpError / LinkDown."""
-        seq, data = self.frame(ftype, args, role)
-        self.send_raw(data)
-        self.sent += 1
-        atype, _, answer = self.read_answer(seq)
-        if atype == L.ERROR or not answer.get("ok"):
-            if answer.get("error") == L.E_REPLAY:
-                self.counters = None    # another programmer moved on: ask again next time
-            raise PumpError(answer)
-        return answer
+        for attempt in (0, 1):
+            seq, data = self.frame(ftype, args, role)
+            self.send_raw(data)
+            self.sent += 1
+            atype, _, answer = self.read_answer(seq)
+            if atype == L.ERROR or not answer.get("ok"):
+                if answer.get("error") == L.E_STALE and role != F.ROLE_NONE and attempt == 0:
+                    # refused before anything was done: a new session, then once more
+                    self.session = None
+                    continue
+                raise PumpError(answer)
+            return answer
 
     # --- requests ---------------------------------------------------------
     def status(self):
@@ -208,17 +303,21 @@ class PumpClient:
         return self.call(L.ACK, {"alarm": alarm_code}, F.ROLE_CLINICIAN)
 
     def silence(self):
-        role = F.ROLE_PATIENT if F.ROLE_PATIENT in self.macs else F.ROLE_CLINICIAN
+        role = F.ROLE_PATIENT if self.keys.has(F.ROLE_PATIENT) else F.ROLE_CLINICIAN
         return self.call(L.SILENCE, {}, role)
 
     def alarm_test(self):
         return self.call(L.ALARM_TEST, {}, F.ROLE_CLINICIAN)
 
-    def log(self):
-        """Every record the pump still holds, oldest first."""
+    def log(self, ring="therapy"):
+        """Every record the pump still holds in a log ring (therapy, or link:
+        the link's summaries of refused frames), oldest first."""
         out, after = [], 0
         while True:
-            page = self.call(L.LOG, {"after_seq": after}, F.ROLE_CLINICIAN)
+            args = {"after_seq": after}
+            if ring != "therapy":
+                args["ring"] = ring
+            page = self.call(L.LOG, args, F.ROLE_CLINICIAN)
             recs = page["records"]
             if not recs:
                 return page["fields"], out

@@ -305,9 +305,10 @@ def judge(sc, trace, events, probe_times=()):
     clock_rows = {t for t, src, kind, _, _ in events if src == "pump" and kind == "clock"}
     jumps = [(pt(e.t_ms), "clock_jump", e.args, True) for e in sc.events if e.do == "clock_jump"]
     # A glitch reaches the day's schedule when the pump next reads the clock:
-    # its time_of_day row (skipped or held) says when, and must come within its
+    # its time_of_day row (skipped or held) says when, or a restart's reset row
+    # (the schedule resumes at the clock then), and must come within its
     # longest sleep; the schedule runs on the old time until then.
-    tod_rows = [t for t, src, kind, _, _ in events if src == "pump" and kind == "time_of_day"]
+    tod_rows = [t for t, src, kind, _, _ in events if src == "pump" and kind in ("time_of_day", "reset")]
     for t, name, args, ok in sorted([c for c in commands if c[1] == "set_clock"] + jumps, key=lambda c: c[0]):
         if name == "clock_jump" or ok or t in clock_rows:
             shift += args["shift_min"] * 60

@@ -93,9 +93,9 @@ def new_keys(tmp_path, name):
     r = subprocess.run([PUMPCTL, "keys", "new", str(path)], cwd=tmp_path, env=clean_env(tmp_path),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert "wrote new patient and clinician keys" in r.stdout
+    assert "wrote a new master key" in r.stdout
     keys = json.loads(path.read_text())
-    assert sorted(keys) == ["clinician", "patient"] and all(len(v) == 64 for v in keys.values())
+    assert sorted(keys) == ["master"] and len(keys["master"]) == 64
     assert os.stat(path).st_mode & 0o777 == 0o600
     return path
 
@@ -109,11 +109,11 @@ class Server:
         return "--- stdout ---\n%s\n--- stderr ---\n%s" % (self.out_path.read_text(), self.err_path.read_text())
 
 
-def start_server(tmp_path, transport, keyfile, scenario_text=SCENARIO, runtime="cpython"):
+def start_server(tmp_path, transport, keyfile, scenario_text=SCENARIO, runtime="cpython", extra=()):
     sc = tmp_path / "link-e2e.toml"
     sc.write_text(scenario_text)
     where = ["--pty"] if transport == "pty" else ["--tcp", "0"]
-    where += ["--runtime", runtime]
+    where += ["--runtime", runtime] + list(extra)
     out_path, err_path = tmp_path / "serve.out", tmp_path / "serve.err"
     # output to files, not pipes: a server nobody reads from must never block on print
     with open(out_path, "w") as out, open(err_path, "w") as err:
@@ -250,6 +250,7 @@ def test_interrogate_json(ctl):
     assert (p["max_daily_nl"], p["max_hourly_nl"]) == (1_120_000, 120_000)
     assert (p["patient_bolus_nl"], p["patient_bolus_lockout_min"]) == (60_000, 240)
     assert st["counters"] == [0, 0] and st["pending_program"] is None
+    assert st["serial"] == "EMU-0001"          # the emulated pump's, shown by interrogate
     assert st["alarms"] == [] and st["safe_mode"] is False
     # a stroke is counted before it is commanded: one may be in flight
     assert 0 <= st["strokes_counted"] - st["strokes_completed"] <= 1 and st["strokes_completed"] >= 0
@@ -270,7 +271,6 @@ def test_program_file_yes_shows_readback_and_takes_effect(ctl, tmp_path):
     st = ctl.json("interrogate")
     assert st["program"]["daily_dose_ug"] == 450 and st["program"]["daily_nl"] == 900_000
     assert st["pending_program"] is None
-    assert st["counters"][1] == 2          # PROGRAM and CONFIRM, one clinician counter each
 
 
 def test_program_without_yes_and_no_terminal_changes_nothing(ctl, tmp_path):
@@ -340,8 +340,11 @@ def test_clinician_bolus_and_wrong_key_file(ctl, tmp_path):
     assert r.returncode == 1 and "bad_tag" in r.stderr, (r.stdout, r.stderr)
     r = ctl("bolus", "--patient", keys=other)
     assert r.returncode == 1 and "bad_tag" in r.stderr
-    # nothing was granted by the forged requests
-    assert ctl.json("interrogate")["counters"] == [0, 1]
+    # nothing was granted by the forged requests: one bolus in the pump's log
+    assert ctl.json("interrogate")["link"]["refused"] >= 2
+    ctl("log", "export", "--out", tmp_path / "log.json")
+    recs = json.loads((tmp_path / "log.json").read_text())
+    assert [r["code"] for r in recs if r["kind_name"] == "bolus"] == [1]     # one clinician bolus (kind BOLUS)
 
 
 def test_alarms_silence_list_and_test(ctl):
@@ -389,10 +392,13 @@ def test_missing_key_is_exit_4(ctl, tmp_path):
     assert r.returncode == 4 and "no patient key" in r.stderr, (r.returncode, r.stderr)
     r = ctl("suspend", keys=None)
     assert r.returncode == 4 and "no clinician key" in r.stderr
-    only_c = write(tmp_path, "clinician-only.json",
-                   json.dumps({"clinician": json.loads(ctl.keyfile.read_text())["clinician"]}))
+    only_c = tmp_path / "clinician-only.json"
+    r = ctl("keys", "derive", "--serial", "EMU-0001", "--roles", "clinician", "--out", only_c)
+    assert r.returncode == 0, r.stderr
+    assert sorted(json.loads(only_c.read_text())) == ["clinician", "serial"]
     r = ctl("bolus", "--patient", keys=only_c)
     assert r.returncode == 4
+    assert ctl("alarms", "test", keys=only_c).returncode == 0     # the clinician key it holds works
     assert ctl.json("status")["state"] == "running"
 
 

@@ -392,7 +392,7 @@ def _heap_run(heap, path, driver, store_dir, link=False):
           and kv.get("boluses") == str(HEAP_DAYS)
           and abs(int(kv.get("strokes", "0")) - HEAP_EXPECTED_STROKES) <= 2)
     if link:     # every signed frame answered, none refused
-        ok = ok and kv.get("link_frames") == str(2 * HEAP_DAYS) and kv.get("link_errors") == "0"
+        ok = ok and kv.get("link_frames") == str(3 * HEAP_DAYS) and kv.get("link_errors") == "0"
     why = ""
     if not ok:
         # the unix port prints an uncaught exception's traceback on stdout
@@ -417,7 +417,8 @@ def board_lib(tmp_path_factory):
     among them) and the fake ports, precompiled to .mpy as on a board."""
     from host_tools.flash import board_modules, compile_module
     lib = tmp_path_factory.mktemp("board_lib")
-    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py"))]:
+    for rel, src in board_modules() + [("fakeports.py", os.path.join(PORTABLE, "fakeports.py")),
+                                   ("heap_link.py", os.path.join(PORTABLE, "heap_link.py"))]:
         compile_module(src, rel, str(lib), cross=MPY_CROSS)
     return lib
 

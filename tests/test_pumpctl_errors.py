@@ -97,10 +97,10 @@ def test_keys_new_writes_a_0600_file(tmp_path, capsys):
     finally:
         os.umask(old)
     out, _ = capsys.readouterr()
-    assert "wrote new patient and clinician keys" in out
+    assert "wrote a new master key" in out
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     keys = json.loads(path.read_text())
-    assert sorted(keys) == ["clinician", "patient"] and all(len(v) == 64 for v in keys.values())
+    assert sorted(keys) == ["master"] and len(keys["master"]) == 64 and int(keys["master"], 16) >= 0
 
 
 def test_keys_new_does_not_overwrite_an_existing_key_file(tmp_path, capsys):
@@ -125,7 +125,7 @@ def test_keys_new_force_replaces_and_sets_0600(tmp_path, capsys):
     out, _ = capsys.readouterr()
     assert "mode 0600" in out
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert sorted(json.loads(path.read_text())) == ["clinician", "patient"]
+    assert sorted(json.loads(path.read_text())) == ["master"]
 
 
 def test_keys_generate_default_keeps_the_file_and_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -218,7 +218,7 @@ class FakeClient:
         FakeClient.calls.append(("refill", volume_nl, conc, residual_nl))
         return {"ok": True, "reconcile": "ok", "state": "running"}
 
-    def log(self):
+    def log(self, ring="therapy"):
         FakeClient.calls.append(("log",))
         return ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"], [[1, 0, 0, 100, 1, 0, 0, 0]]
 
@@ -302,7 +302,7 @@ def test_log_export_writes_csv_and_json(tmp_path, keyfile, capsys, fake_pump):
 def test_log_export_that_loses_the_link_keeps_an_old_file_and_leaves_no_new_one(tmp_path, keyfile, capsys,
                                                                                  monkeypatch):
     class Down(FakeClient):
-        def log(self):
+        def log(self, ring="therapy"):
             raise LinkDown("no answer from loop:// within 3.0 s")
     monkeypatch.setattr(pumpctl, "PumpClient", Down)
     old = tmp_path / "old.csv"

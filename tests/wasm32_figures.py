@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTABLE = os.path.join(ROOT, "tests", "portable")
 FIRMWARE = os.path.join(ROOT, "firmware")
 BOARDS = os.path.join(ROOT, "boards")
-DRIVERS = ("fakeports", "heap_driver", "alloc_driver")
+DRIVERS = ("fakeports", "heap_driver", "heap_link", "alloc_driver")
 _PARSING = threading.Lock()     # ast.parse is not safe in two threads at once (CPython 3.11)
 HEAP_DAYS = 30
 # 100 ug/day at 500 ug/mL = 800 strokes/day, plus one 40-stroke patient bolus a day
@@ -92,7 +92,7 @@ def heap_run(heap, link=False, days=HEAP_DAYS, profile="sim"):
           and fig.get("dry_strokes") == 0 and fig.get("boluses") == days
           and abs(fig.get("strokes", 0) - days * STROKES_A_DAY) <= 2)
     if link:
-        ok = ok and fig.get("link_frames") == 2 * days and fig.get("link_errors") == 0
+        ok = ok and fig.get("link_frames") == 3 * days and fig.get("link_errors") == 0
     fig["ok"] = ok
     fig["why"] = "" if ok else "exit %d, %s" % (st, text.strip().splitlines()[-3:] if text.strip() else "no output")
     if "wasm_heap_max" in fig:

@@ -1,5 +1,9 @@
 # The programmer link's byte port: USB CDC (the REPL's stdin/stdout, with the
-# REPL's Ctrl-C turned off) or a UART. read() never blocks.
+# REPL's Ctrl-C turned off) or a UART. read(n) never blocks and returns at
+# most n bytes (the link's reader has room for that many): the rest waits in
+# the port, so a burst is never cut by the pump; what it returns is valid
+# until the next read (the link copies it at once). write() copies what it is
+# given (the link reuses its error answers' buffers).
 import sys
 
 
@@ -15,17 +19,21 @@ class UsbCdcPort:
         self.out = sys.stdout.buffer
         self.poll = select.poll()
         self.poll.register(self.inp, select.POLLIN)
+        # bytes come one at a time (poll says only "at least one"), into
+        # buffers made here: a read allocates one view, not a bytes per byte
+        self.buf = bytearray(256)
+        self.one = bytearray(1)
 
-    def read(self):
-        data = b""
-        while self.poll.poll(0):
-            b = self.inp.read(1)
-            if not b:
+    def read(self, n=256):
+        if n > 256:
+            n = 256
+        i = 0
+        while i < n and self.poll.poll(0):
+            if not self.inp.readinto(self.one):
                 break
-            data += b
-            if len(data) >= 256:
-                break
-        return data
+            self.buf[i] = self.one[0]
+            i += 1
+        return memoryview(self.buf)[:i] if i else b""
 
     def write(self, data):
         self.out.write(data)
@@ -36,9 +44,11 @@ class UartPort:
         from machine import UART, Pin
         self.uart = UART(cfg["id"], baudrate=cfg["baud"], tx=Pin(cfg["tx"]), rx=Pin(cfg["rx"]))
 
-    def read(self):
-        n = self.uart.any()
-        return self.uart.read(n) if n else b""
+    def read(self, n=256):
+        k = self.uart.any()
+        if k > n:
+            k = n
+        return self.uart.read(k) if k else b""
 
     def write(self, data):
         self.uart.write(data)

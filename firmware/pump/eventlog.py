@@ -46,8 +46,7 @@ REQUEST_NAMES = ("stroke", "bolus", "patient_bolus", "prime", "bridge", "program
 # wall_s is unsigned: seconds since 2000 reach 2**31 in 2068, and the clock may
 # be set to 2099 (records written before, signed, read the same below 2**31)
 _FMT = "<IIIBBii"   # day, ms, wall_s, kind, code, a, b (a record's payload)
-_REC = "<IIIIBBii"  # seq first: one entry of the ring in memory
-_REC_LEN = const(26)
+_PAYLOAD = const(22)
 
 
 def kind_name(kind):
@@ -55,72 +54,116 @@ def kind_name(kind):
 
 
 class EventLog:
-    """The last `size` events, kept packed in one buffer (26 bytes each, not a
-    tuple of eight ints each) and read out as tuples on demand."""
+    """The last `size` events, each in its own store key (a slot of the ring:
+    the record with sequence number s is in slot s % size). The records live in
+    the store only: the heap holds one bit a slot (does it hold its record of
+    the last `size`?), so a board's history of hundreds of records costs it a
+    few dozen bytes; they are read back, as tuples, when asked for."""
+
+    PREFIX = "log"        # its store keys: PREFIX.NN (another ring beside it has its own)
 
     def __init__(self, store, size=64, sink=None):
         self.store = store
         self.size = size
         self.sink = sink      # optional callable(seq, day, ms, wall_s, kind, code, a, b)
-        self.seq = 0
-        self._ring = bytearray(size * _REC_LEN)
-        self._first = 0       # ring index of the oldest entry
-        self._n = 0           # entries held
+        self.seq = 0          # the newest record's sequence number (0: none yet)
+        self._valid = bytearray((size + 7) // 8)
+        self._n = 0           # records held
         self.corrupt = 0      # slots found damaged at load
 
     def _key(self, seq):
-        return "log.%02d" % (seq % self.size)
+        return "%s.%02d" % (self.PREFIX, seq % self.size)
+
+    def _ok(self, slot):
+        return self._valid[slot >> 3] & (1 << (slot & 7))
+
+    def _mark(self, slot, ok):
+        if ok:
+            self._valid[slot >> 3] |= 1 << (slot & 7)
+        else:
+            self._valid[slot >> 3] &= ~(1 << (slot & 7)) & 0xFF
+
+    def _read(self, seq):
+        """The record with this sequence number, from the store, or None."""
+        r = unframe(self.store.read(self._key(seq)))
+        if r is None or r[0] != seq or len(r[1]) != _PAYLOAD:
+            return None
+        return (seq,) + struct.unpack(_FMT, r[1])
+
+    def seqs(self):
+        """The sequence numbers held, oldest first."""
+        first = self.seq - self.size + 1
+        return [s for s in range(first if first > 1 else 1, self.seq + 1) if self._ok(s % self.size)]
 
     @property
     def records(self):
-        """(seq, day, ms, wall_s, kind, code, a, b) tuples, oldest first."""
-        return [self.entry(i) for i in range(self._n)]
+        """(seq, day, ms, wall_s, kind, code, a, b) tuples, oldest first (a slot
+        damaged since it was loaded is left out)."""
+        out = []
+        for s in self.seqs():
+            r = self._read(s)
+            if r is not None:
+                out.append(r)
+        return out
+
+    def newest_first(self):
+        """The records held, newest first, read one at a time (a restart looks
+        back through them for the story of each alarm)."""
+        first = self.seq - self.size + 1
+        s = self.seq
+        while s >= first and s > 0:
+            if self._ok(s % self.size):
+                r = self._read(s)
+                if r is not None:
+                    yield r
+            s -= 1
 
     def entry(self, i):
-        """The i-th entry held, oldest first (negative: from the newest)."""
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
+        """The i-th record held, oldest first (negative: from the newest)."""
+        held = self.seqs()
+        if not -len(held) <= i < len(held):
             raise IndexError("no such entry")
-        return struct.unpack_from(_REC, self._ring, ((self._first + i) % self.size) * _REC_LEN)
+        r = self._read(held[i])
+        if r is None:
+            raise IndexError("entry damaged since it was loaded")
+        return r
 
     def __len__(self):
         return self._n
 
-    def _append(self, seq, day, ms, wall_s, kind, code, a, b):
-        if self._n < self.size:
-            j = (self._first + self._n) % self.size
-            self._n += 1
-        else:
-            j = self._first
-            self._first = (self._first + 1) % self.size
-        struct.pack_into(_REC, self._ring, j * _REC_LEN, seq, day, ms, wall_s, kind, code, a, b)
-
     def load(self):
-        recs = []
+        """Find the records held: the newest `size` intact slots whose sequence
+        numbers are those the slots must hold."""
+        found = []
         self.corrupt = 0
         for i in range(self.size):
-            raw = self.store.read("log.%02d" % i)
+            raw = self.store.read("%s.%02d" % (self.PREFIX, i))
             if raw is None:
                 continue
             r = unframe(raw)
-            if r is None or len(r[1]) != struct.calcsize(_FMT):
+            if r is None or len(r[1]) != _PAYLOAD or r[0] % self.size != i:
                 self.corrupt += 1
                 continue
-            recs.append((r[0],) + struct.unpack(_FMT, r[1]))
-        recs.sort()
-        self._first = 0
+            found.append(r[0])
+        self.seq = max(found) if found else 0
+        for i in range(len(self._valid)):
+            self._valid[i] = 0
         self._n = 0
-        for r in recs[-self.size:]:
-            self._append(*r)
-        self.seq = recs[-1][0] if recs else 0
+        for s in found:
+            if s > self.seq - self.size:
+                self._mark(s % self.size, True)
+                self._n += 1
         return self.corrupt
 
     def add(self, day, ms, wall_s, kind, code=0, a=0, b=0):
         # pack first: a value that does not fit changes nothing
         body = struct.pack(_FMT, day, ms, wall_s, kind, code, a, b)
         self.seq += 1
-        self._append(self.seq, day, ms, wall_s, kind, code, a, b)
+        slot = self.seq % self.size
+        if not self._ok(slot):
+            self._n += 1              # (else the slot's older record leaves the ring)
         if self.sink is not None:
             self.sink(self.seq, day, ms, wall_s, kind, code, a, b)
+        self._mark(slot, False)     # until the write lands
         self.store.write(self._key(self.seq), frame(self.seq, body))
+        self._mark(slot, True)

@@ -15,8 +15,12 @@ class HMAC256:
         self._ipad = bytes([b ^ 0x36 for b in key])
         self._opad = bytes([b ^ 0x5C for b in key])
 
-    def digest(self, msg):
+    def digest(self, msg, prefix=b""):
+        """The tag of prefix + msg (the link's session context, then the
+        frame), without joining them into a new buffer."""
         inner = hashlib.sha256(self._ipad)
+        if prefix:
+            inner.update(prefix)
         inner.update(msg)
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())

@@ -1,15 +1,27 @@
 # The programmer link: requests in frames (pump.frames), checked for authority
 # (invariant I8) and carried out through the pump's own command interface.
 #
-# Roles: status needs no key; the patient may ask for the programmed bolus and
-# silence alarms; everything else that changes therapy is the clinician's. A
-# request that changes therapy carries an HMAC-SHA256 tag made with its role's
-# key and a counter higher than any the pump has accepted from that role, so a
-# recorded frame cannot be replayed. The pump saves the counter before it acts
-# (a reset after the save loses the request, never repeats it).
+# Roles: status, interrogate and hello need no key; the patient may ask for
+# the programmed bolus and silence alarms; everything else is the clinician's.
+# A programmer first sends HELLO on its channel (the byte stream it uses) and
+# gets the pump's serial and a fresh session nonce (pump.session). A signed
+# frame is accepted only in the channel's current session: its tag covers the
+# protocol version, the serial, the nonce, the role, the counter and the whole
+# request, and its counter must be above the last one accepted from its role
+# in the session. A frame recorded in one session is worth nothing in any
+# other: after a new HELLO, a reset, or on another pump.
 # Programming takes two steps: PROGRAM answers with the pump's read-back and a
 # token; only CONFIRM with that token puts the program in force.
-# Nothing a frame holds can make an exception escape poll().
+#
+# Bad frames cost the pump little: the reader checks them in its fixed buffer,
+# refusals that need no key to provoke are answered from frames made once
+# (only their seq and CRC change), and error answers on a channel are paid for
+# by the bytes that came in on it, a byte for every ERROR_RATE (4) bytes in, at
+# most ERROR_CREDIT (4 KB) in hand, which a new channel starts with: over any
+# stretch, error bytes out are at most a quarter of bytes in plus 4 KB (a
+# transmitter is a battery's cost on an implant). What is not answered is
+# counted, shown by status and summarised in the link's own log (pump.linklog),
+# never in the therapy's. Nothing a frame holds can make an exception escape poll().
 import hashlib
 import json
 import struct
@@ -17,17 +29,19 @@ from binascii import hexlify
 
 from pump import frames as F
 from pump import alarms as A
-from pump import eventlog as E
-from pump.compat import const
+from pump.compat import const, crc32_into
 from pump.controller import CommandError, Refused, REFUSAL_NAMES, WALL_MAX_S
 from pump.hmac256 import HMAC256, equal
+from pump.linklog import LinkNoise, BIT_OTHER
 from pump.program import ProgramError
-from pump.record import ABRecord, OK as REC_OK, CORRUPT as REC_CORRUPT
+from pump.session import Identity
+from pump import eventlog as E
 
 # request types (an answer has type | 0x80; an error answer is ERROR)
 STATUS = const(0x01)
 INTERROGATE = const(0x02)
 LOG = const(0x03)
+HELLO = const(0x04)
 PROGRAM = const(0x10)
 CONFIRM = const(0x11)
 REFILL = const(0x12)
@@ -60,27 +74,54 @@ E_NOT_PENDING = const(14)
 E_INTERNAL = const(15)
 E_NO_KEY = const(16)
 E_NOISE = const(17)
+E_STALE = const(18)
 ERROR_NAMES = ("", "bad_frame", "oversized", "truncated", "bad_version", "unknown_request", "bad_payload",
                "auth_required", "bad_tag", "replay", "wrong_role", "refused", "program_error",
-               "command_error", "not_pending", "internal", "no_key", "noise")
-_READER_ERRORS = {F.NOISE: E_NOISE, F.BAD_CRC: E_BAD_FRAME, F.OVERSIZED: E_OVERSIZED,
-                  F.TRUNCATED: E_TRUNCATED, F.SHORT: E_BAD_FRAME}
+               "command_error", "not_pending", "internal", "no_key", "noise", "stale_session")
+# the bit of a link summary record (pump.linklog) for each authority refusal
+CODE_BITS = {E_AUTH_REQUIRED: 1, E_BAD_TAG: 2, E_REPLAY: 4, E_WRONG_ROLE: 8, E_NO_KEY: 16, E_STALE: 32}
 
 P = F.ROLE_PATIENT
 C = F.ROLE_CLINICIAN
 # type -> (name, roles allowed (() means no key needed), changes what the pump does)
 REQUESTS = {
-    STATUS: ("status", (), False), INTERROGATE: ("interrogate", (), False),
+    STATUS: ("status", (), False), INTERROGATE: ("interrogate", (), False), HELLO: ("hello", (), False),
     LOG: ("log", (C,), False), PROGRAM: ("program", (C,), False), CONFIRM: ("confirm", (C,), True),
     REFILL: ("refill", (C,), True), BOLUS: ("bolus", (C,), True), PRIME: ("prime", (C,), True),
     SUSPEND: ("suspend", (C,), True), RESUME: ("resume", (C,), True), CLOCK_SET: ("clock_set", (C,), True),
     ACK: ("acknowledge", (C,), True), ALARM_TEST: ("alarm_test", (C,), True),
     PATIENT_BOLUS: ("patient_bolus", (P,), True), SILENCE: ("silence", (P, C), True),
 }
-PENDING_MS = const(600000)   # a program read back must be confirmed within 10 min
-LOG_PAGE = const(12)         # log records per answer
-REFUSAL_LOG_MS = const(60000)  # authority refusals: at most one log record a minute
-COUNTER_SKIP = const(65536)  # how far the counters move on when their newest copy may be lost
+PENDING_MS = const(600000)     # a program read back must be confirmed within 10 min
+LOG_PAGE = const(12)           # log records per answer
+COUNTER_MAX = 0xFFFFFFFF       # the last counter of a session's role: a new session starts again at 1
+ERROR_CREDIT = const(4096)     # error-answer bytes a channel may have in hand
+ERROR_RATE = const(4)          # bytes in that earn one byte of error answer
+OUT_SOFT = const(2048)         # a port holding this many answer bytes takes no new frame
+MAX_CHANNELS = const(8)
+STAT_CAP = const(0x3FFFFFFF)   # link counters stop here (small ints on every board)
+
+# Messages of the refusals a sender without a key can provoke: constant, so
+# their answers are made once (_Templates) and sent without allocating.
+M_NOISE = "bytes between frames dropped"
+M_BAD_CRC = "frame dropped: CRC mismatch"
+M_SHORT = "frame dropped: length under a header"
+M_OVERSIZED = "frame dropped: length over 1024"
+M_TRUNCATED = "frame dropped: the rest did not come within 500 ms"
+M_VERSION = "protocol version not spoken here: this pump speaks 2"
+M_BODY = "body shorter than its header and tag"
+M_UNKNOWN = "unknown request type"
+M_ROLE = "unknown role"
+M_NO_KEY = "this pump has no key for that role"
+M_KEYS_FOR_OTHER = "the keys provisioned are for another pump: this pump uses none"
+M_NO_SESSION = "no session on this channel: send hello first"
+M_STALE = "the frame is not of this channel's current session: send hello"
+M_USED_UP = "the session's counters for this role are used up: send hello"
+M_BAD_TAG = "the tag does not match (a wrong key, another pump or session, or a changed byte)"
+M_REPLAY = "the counter is not above the last accepted in this session"
+M_ARGS = "this request takes no arguments: send {} or nothing"
+_READER = {F.NOISE: (E_NOISE, M_NOISE), F.BAD_CRC: (E_BAD_FRAME, M_BAD_CRC), F.OVERSIZED: (E_OVERSIZED, M_OVERSIZED),
+           F.TRUNCATED: (E_TRUNCATED, M_TRUNCATED), F.SHORT: (E_BAD_FRAME, M_SHORT)}
 
 
 def strict_json(b):
@@ -88,7 +129,8 @@ def strict_json(b):
     white space around it. MicroPython's json reads more than that (a trailing
     comma, a missing colon, a leading zero, text after the value); the same
     signed frame must mean the same on a board as in the emulator, so the
-    pump checks the grammar itself before parsing. Nesting is limited to 16."""
+    pump checks the grammar itself before parsing. Containers nest at most 16
+    deep (the outer object is depth 1)."""
     n = len(b)
     for c in b:
         if c > 0x7E:
@@ -158,13 +200,13 @@ def strict_json(b):
         return i
 
     def value(i, depth):
-        if depth > 16:
-            return -1
         i = ws(i)
         if i >= n:
             return -1
         c = b[i]
         if c == 0x7B or c == 0x5B:          # { or [
+            if depth >= 16:
+                return -1
             close = 0x7D if c == 0x7B else 0x5D
             i = ws(i + 1)
             if i < n and b[i] == close:
@@ -227,204 +269,370 @@ def _arg(args, key, lo, hi, default=None):
     return v
 
 
-class Link:
-    def __init__(self, pump, port, keys):
-        """keys: {ROLE_PATIENT: bytes, ROLE_CLINICIAN: bytes}, provisioned at
-        build or flash time; a role without a key cannot be used."""
-        self.pump = pump
-        self.port = port
-        self.macs = {}
-        for role in (P, C):
-            k = keys.get(role)
-            if k:
-                self.macs[role] = HMAC256(k)
-        self.reader = F.Reader()
-        self.rec = ABRecord(pump.store, "link")
-        self.counters = [0, 0, 0]
-        self.pending = None        # [token, Program, day, ms]
-        self.frames_in = 0
-        self.errors = 0
-        self._last_logged = None   # (day, ms) of the last authority refusal logged
-        self._refusals_unlogged = 0
-        st, pay = self.rec.load()
-        if st == REC_OK and len(pay) == 8:
-            self.counters[P], self.counters[C] = struct.unpack("<II", pay)
-            if self.rec.damaged:
-                # A copy failed its check: perhaps the newest (a flipped length
-                # looks like a cut-off write), so the last frame accepted may be
-                # newer than these counters. Move both on far enough that no
-                # recorded frame is fresh (hosts read the new counters from
-                # status), as the ledger counts one more stroke.
-                self._skip(1)
-        elif st == REC_CORRUPT or st == REC_OK or self.rec.damaged:
-            # Every copy damaged: the counters are lost. The replay window
-            # reopens for frames older than the loss; the pump says so.
-            self.pump.log_event(E.STORAGE, 6, 0)
+def _add(x, n):
+    return x + n if x < STAT_CAP - n else STAT_CAP
 
-    def _skip(self, why):
-        for role in (P, C):
-            c = self.counters[role] + COUNTER_SKIP
-            # at the top the role can send no more frames: better than a replay
-            self.counters[role] = c if c <= 0xFFFFFFFF else 0xFFFFFFFF
-        self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
-        self.pump.log_event(E.STORAGE, 6, why)
+
+def _message(code, key):
+    """The message of a refusal that names roles (key & 3: the role used, for
+    wrong_role; the roles allowed, for auth_required, as a bit set)."""
+    if code == E_AUTH_REQUIRED:
+        return "this request needs the %s key" % " or ".join(F.ROLE_NAMES[r] for r in (P, C) if key & r)
+    return "this request is not allowed for the %s role" % F.ROLE_NAMES[key & 3]
+
+
+class _Templates:
+    """Error answers made once per message: (frame, view of its CRC'd part).
+    Sending one patches its seq and CRC in place. Not copied with the link
+    (views cannot be): a copy makes its own on first use."""
+
+    def __init__(self):
+        self.t = {}
+
+    def __deepcopy__(self, memo):
+        return _Templates()
+
+    def get(self, code, message, key):
+        t = self.t.get(key)
+        if t is None:
+            if message is None:
+                message = _message(code, key)
+            obj = {"ok": False, "error": code, "name": ERROR_NAMES[code], "message": message}
+            f = bytearray(F.encode(ERROR, 0, json.dumps(obj).encode()))
+            t = self.t[key] = (f, memoryview(f)[2:len(f) - 4])
+        return t
+
+
+class Channel:
+    """One byte stream to the pump (the board's USB or UART; one connection
+    of the emulator's TCP server): its reader, its session, its error credit."""
+
+    def __init__(self, port):
+        self.port = port
+        self.reader = F.Reader()
+        self.session = None
+        self.credit = ERROR_CREDIT     # the first damaged frames are answered; then bytes in pay
+        self.earned = 0
+
+
+class Link:
+    def __init__(self, pump, port, keys, serial=None, entropy=None):
+        """keys: {ROLE_PATIENT: bytes, ROLE_CLINICIAN: bytes}, provisioned at
+        build or flash time for this pump's serial; a role without a key
+        cannot be used. serial: the serial they were provisioned for (kept in
+        the store at the first start). entropy: a port, callable(n) -> n
+        random bytes (os.urandom on a board; a seeded one in the emulator's
+        tests), or None. port: the first channel's byte port (None: channels
+        are attached later). A start writes the boot epoch (and, the first
+        time, the serial) to the store."""
+        self.pump = pump
+        self.ident = Identity(pump.store, serial, entropy, self._storage_event, pump.log.seq)
+        self.serial = self.ident.serial
+        self.macs = {}
+        if self.ident.mismatch is None:
+            for role in (P, C):
+                k = keys.get(role)
+                if k:
+                    self.macs[role] = HMAC256(k)
+        self.noise = LinkNoise(pump)
+        self.channels = []
+        if port is not None:
+            self.attach(port)
+        self.pending = None        # [token, Program, day, ms]
+        self.frames_in = 0         # good frames handled
+        self.errors = 0            # frames refused (answered or not)
+        self.dropped = 0           # drops by the reader (noise runs, damaged or cut-off frames)
+        self.unanswered = 0        # refusals not answered: the channel's error credit was spent
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._tmpl = _Templates()
+
+    def _storage_event(self, code, a=0):
+        self.pump.log_event(E.STORAGE, code, a)
+
+    # ------------------------------------------------------------ channels
+    def attach(self, port):
+        """A new channel on port: -> the Channel, or None when there are
+        MAX_CHANNELS already."""
+        if len(self.channels) >= MAX_CHANNELS:
+            return None
+        ch = Channel(port)
+        self.channels.append(ch)
+        return ch
+
+    def detach(self, port):
+        """The channel on port is gone (a connection closed): its session ends."""
+        self.channels = [ch for ch in self.channels if ch.port is not port]
+
+    # the first channel, as before channels (a board has only one)
+    @property
+    def port(self):
+        return self.channels[0].port
+
+    @port.setter
+    def port(self, p):
+        self.channels[0].port = p
+
+    @property
+    def reader(self):
+        return self.channels[0].reader
+
+    @property
+    def counters(self):
+        """[0, patient, clinician]: the first channel's session counters."""
+        s = self.channels[0].session if self.channels else None
+        return list(s.counters) if s is not None else [0, 0, 0]
+
+    def waiting(self):
+        """Bytes held in the readers (a frame half read, or frames waiting
+        for room to answer): the caller should poll again soon."""
+        for ch in self.channels:
+            if ch.reader.pending():
+                return True
+        return False
 
     # ------------------------------------------------------------ the stream
     def poll(self, now_ms):
-        """Read what the port has, answer every whole frame. -> True if a
-        request may have changed therapy (the main loop then cycles at once)."""
+        """Read what each channel's port has (one reader's room at most, so a
+        flood cannot hold the pump here), answer every whole frame.
+        -> True if a request may have changed therapy (the main loop then
+        cycles at once)."""
         changed = False
+        for ch in self.channels:
+            try:
+                if self._poll(ch, now_ms):
+                    changed = True
+            except Exception:
+                pass                # a port that fails: the next poll tries again
         try:
-            data = self.port.read()
-            if data:
-                self.reader.feed(data, now_ms)
-            while True:
-                r = self.reader.next(now_ms)
-                if r is None:
-                    break
-                status, body = r
-                if status != F.GOOD:
-                    self.errors += 1
-                    self._send_error(0, _READER_ERRORS.get(status, E_BAD_FRAME), "frame dropped")
-                    continue
-                self.frames_in += 1
-                try:
-                    if self._handle(body):
-                        changed = True
-                except Exception:   # nothing a frame holds may stop the pump
-                    self.errors += 1
-                    self._send_error(self._seq_of(body), E_INTERNAL, "the request failed inside the pump")
+            self.noise.tick()
         except Exception:
-            pass                    # a port that fails: the next poll tries again
+            pass
+        return changed
+
+    def _poll(self, ch, now_ms):
+        r = ch.reader
+        port = ch.port
+        room = r.room()
+        if room > 0:
+            data = port.read(room)
+            if data:
+                n = len(data)
+                r.feed(data, now_ms)
+                self.bytes_in = _add(self.bytes_in, n)
+                e = ch.earned + n      # a byte of error answer for every ERROR_RATE bytes in
+                c = ch.credit + e // ERROR_RATE
+                ch.earned = e % ERROR_RATE
+                ch.credit = c if c < ERROR_CREDIT else ERROR_CREDIT
+        changed = False
+        busy = getattr(port, "busy", None)
+        while busy is None or not busy():
+            st = r.scan(now_ms)
+            if st is None:
+                break
+            if st != F.GOOD:
+                self.dropped = _add(self.dropped, 1)
+                code, msg = _READER[st]
+                self._refuse(ch, 0, code, msg, BIT_OTHER)
+                continue
+            self.frames_in = _add(self.frames_in, 1)
+            try:
+                if self._handle(ch):
+                    changed = True
+            except Exception:       # nothing a frame holds may stop the pump
+                self.errors = _add(self.errors, 1)
+                self._send_error(ch, self._seq_at(r), E_INTERNAL, "the request failed inside the pump")
         return changed
 
     @staticmethod
-    def _seq_of(body):
-        return struct.unpack_from("<H", body, 2)[0] if len(body) >= 4 else 0
+    def _seq_at(r):
+        return r.buf[r.at + 2] | (r.buf[r.at + 3] << 8)
 
-    def _send(self, ftype, seq, obj):
-        self.port.write(F.encode(ftype, seq, json.dumps(obj).encode()))
+    def _write(self, ch, data):
+        ch.port.write(data)
+        self.bytes_out = _add(self.bytes_out, len(data))
 
-    def _send_error(self, seq, code, message, extra=None):
+    def _send(self, ch, ftype, seq, obj):
+        self._write(ch, F.encode(ftype, seq, json.dumps(obj).encode()))
+
+    def _send_error(self, ch, seq, code, message, extra=None):
         obj = {"ok": False, "error": code, "name": ERROR_NAMES[code], "message": message}
         if extra:
             obj.update(extra)
-        self._send(ERROR, seq, obj)
+        self._send(ch, ERROR, seq, obj)
+
+    def _refuse(self, ch, seq, code, message, bit, key=None):
+        """A refusal anyone can provoke: counted, summarised in the link's log,
+        and answered only while the channel's error credit lasts. Allocates
+        nothing (but the first time: its answer is made once; there are at most
+        a few dozen). message: a constant; or None, and key (code * 4 + roles,
+        see _message) names it."""
+        self.errors = _add(self.errors, 1)
+        self.noise.count(bit)
+        f, view = self._tmpl.get(code, message, message if key is None else key)
+        n = len(f)
+        if ch.credit < n:
+            self.unanswered = _add(self.unanswered, 1)
+            return False
+        ch.credit -= n
+        f[6] = seq & 0xFF
+        f[7] = seq >> 8
+        crc32_into(view, f, n - 4)
+        self._write(ch, f)
+        return False
 
     # ------------------------------------------------------------ one request
-    def _handle(self, body):
-        parts = F.split_body(body)
-        seq = 0
-        try:
-            if parts is None:
-                raise LinkError(E_BAD_FRAME, "body shorter than its header")
-            ver, ftype, seq, role, counter, payload, signed, tag = parts
-            if ver != F.VERSION:
-                raise LinkError(E_VERSION, "protocol version %d; this pump speaks %d" % (ver, F.VERSION))
-            req = REQUESTS.get(ftype)
-            if req is None:
-                raise LinkError(E_UNKNOWN, "unknown request type 0x%02x" % ftype)
-            name, roles, changes = req
-            if role > C:
-                raise LinkError(E_WRONG_ROLE, "unknown role %d" % role)
-            if role != F.ROLE_NONE:
-                mac = self.macs.get(role)
-                if mac is None:
-                    raise LinkError(E_NO_KEY, "this pump has no %s key" % F.ROLE_NAMES[role])
-                if not equal(mac.digest(signed), tag):
-                    raise LinkError(E_BAD_TAG, "the tag does not match the %s key" % F.ROLE_NAMES[role])
+    def _handle(self, ch):
+        """The good frame in ch's reader. Everything up to the tag is checked
+        in the reader's buffer; a frame refused there allocates nothing."""
+        r = ch.reader
+        buf, at, n = r.buf, r.at, r.n
+        seq = buf[at + 2] | (buf[at + 3] << 8)
+        if buf[at] != F.VERSION:
+            return self._refuse(ch, seq, E_VERSION, M_VERSION, BIT_OTHER)
+        if n < F.HEAD_LEN:
+            return self._refuse(ch, seq, E_BAD_FRAME, M_BODY, BIT_OTHER)
+        ftype = buf[at + 1]
+        req = REQUESTS.get(ftype)
+        if req is None:
+            return self._refuse(ch, seq, E_UNKNOWN, M_UNKNOWN, BIT_OTHER)
+        name, roles, changes = req
+        role = buf[at + 4]
+        if role > C:
+            return self._refuse(ch, seq, E_WRONG_ROLE, M_ROLE, CODE_BITS[E_WRONG_ROLE])
+        if role == F.ROLE_NONE:
             if roles:
-                if role == F.ROLE_NONE:
-                    raise LinkError(E_AUTH_REQUIRED, "%s needs the %s key" % (
-                        name, " or ".join(F.ROLE_NAMES[r] for r in roles)))
-                if role not in roles:
-                    raise LinkError(E_WRONG_ROLE, "%s is not allowed for the %s role" % (name, F.ROLE_NAMES[role]))
-                if counter <= self.counters[role]:
-                    raise LinkError(E_REPLAY, "counter %d is not above the last accepted (%d)"
-                                    % (counter, self.counters[role]))
-                self.counters[role] = counter
-                self.rec.save(struct.pack("<II", self.counters[P], self.counters[C]))
-            if payload and not strict_json(payload):
-                raise LinkError(E_PAYLOAD, "payload is not plain JSON")
-            try:
-                args = json.loads(payload) if payload else {}
-            except Exception:
-                raise LinkError(E_PAYLOAD, "payload is not JSON")
-            if not isinstance(args, dict):
-                raise LinkError(E_PAYLOAD, "payload must be a JSON object")
-            answer = getattr(self, "_do_" + name)(args)
+                return self._refuse(ch, seq, E_AUTH_REQUIRED, None, CODE_BITS[E_AUTH_REQUIRED],
+                                    E_AUTH_REQUIRED * 4 + (P if P in roles else 0) + (C if C in roles else 0))
+            # the key-less requests take no arguments
+            pl = n - F.HEAD_LEN
+            if pl and not (pl == 2 and buf[at + 13] == 0x7B and buf[at + 14] == 0x7D):
+                return self._refuse(ch, seq, E_PAYLOAD, M_ARGS, BIT_OTHER)
+            args = None
+        else:
+            mac = self.macs.get(role)
+            if mac is None:
+                return self._refuse(ch, seq, E_NO_KEY, M_NO_KEY if self.ident.mismatch is None
+                                    else M_KEYS_FOR_OTHER, CODE_BITS[E_NO_KEY])
+            s = ch.session
+            if s is None:
+                return self._refuse(ch, seq, E_STALE, M_NO_SESSION, CODE_BITS[E_STALE])
+            nonce = s.nonce
+            if (buf[at + 5] != nonce[0] or buf[at + 6] != nonce[1] or buf[at + 7] != nonce[2]
+                    or buf[at + 8] != nonce[3]):
+                return self._refuse(ch, seq, E_STALE, M_STALE, CODE_BITS[E_STALE])
+            if n < F.HEAD_LEN + F.TAG_LEN:
+                return self._refuse(ch, seq, E_BAD_FRAME, M_BODY, BIT_OTHER)
+            body = bytes(buf[at:at + n])
+            end = n - F.TAG_LEN
+            if not equal(mac.digest(body[:end], s.ctx), body[end:]):
+                return self._refuse(ch, seq, E_BAD_TAG, M_BAD_TAG, CODE_BITS[E_BAD_TAG])
+            if roles and role not in roles:
+                return self._refuse(ch, seq, E_WRONG_ROLE, None, CODE_BITS[E_WRONG_ROLE], E_WRONG_ROLE * 4 + role)
+            last = s.counters[role]
+            if last == COUNTER_MAX:
+                return self._refuse(ch, seq, E_STALE, M_USED_UP, CODE_BITS[E_STALE])
+            counter = struct.unpack_from("<I", body, 9)[0]
+            if counter <= last:
+                return self._refuse(ch, seq, E_REPLAY, M_REPLAY, CODE_BITS[E_REPLAY])
+            s.counters[role] = counter
+            args = body[F.HEAD_LEN:end]
+        try:
+            if args is None:
+                args = {}
+            else:
+                if args and not strict_json(args):
+                    raise LinkError(E_PAYLOAD, "payload is not plain JSON")
+                try:
+                    args = json.loads(args) if args else {}
+                except Exception:
+                    raise LinkError(E_PAYLOAD, "payload is not JSON")
+                if not isinstance(args, dict):
+                    raise LinkError(E_PAYLOAD, "payload must be a JSON object")
+            answer = getattr(self, "_do_" + name)(args, ch)
         except LinkError as e:
-            self.errors += 1
-            if e.code in (E_AUTH_REQUIRED, E_BAD_TAG, E_REPLAY, E_WRONG_ROLE, E_NO_KEY):
-                self._log_refusal(e.code)
-            self._send_error(seq, e.code, e.message, e.extra)
+            self.errors = _add(self.errors, 1)
+            self._send_error(ch, seq, e.code, e.message, e.extra)
             return False
         except ProgramError as e:
-            self._send_error(seq, E_PROGRAM, "%s: %s" % (e.field, e.reason), {"field": e.field, "reason": e.reason})
+            self._send_error(ch, seq, E_PROGRAM, "%s: %s" % (e.field, e.reason), {"field": e.field, "reason": e.reason})
             return False
         except CommandError as e:
-            self._send_error(seq, E_COMMAND, "%s: %s" % (e.field, e.reason), {"field": e.field, "reason": e.reason})
+            self._send_error(ch, seq, E_COMMAND, "%s: %s" % (e.field, e.reason), {"field": e.field, "reason": e.reason})
             return False
         except Refused as e:
             why = REFUSAL_NAMES[e.code] if 0 <= e.code < len(REFUSAL_NAMES) else str(e.code)
-            self._send_error(seq, E_REFUSED, "refused: " + why, {"reason": why})
+            self._send_error(ch, seq, E_REFUSED, "refused: " + why, {"reason": why})
             return False
         answer["ok"] = True
-        self._send(ftype | 0x80, seq, answer)
+        self._send(ch, ftype | 0x80, seq, answer)
         return changes
 
-    def _log_refusal(self, code):
-        # Anyone on the line can send refusals: one log record a minute at most,
-        # whatever their kind, with the count of those not logged (each record
-        # is a flash write, and the log must keep the therapy's history).
-        t = self.pump.time
-        last = self._last_logged
-        if last is None or t.since(last[0], last[1]) >= REFUSAL_LOG_MS:
-            self._last_logged = (t.day, t.ms)
-            self.pump.log_event(E.LINK, code, self._refusals_unlogged)
-            self._refusals_unlogged = 0
-        else:
-            self._refusals_unlogged += 1
-
     # ------------------------------------------------------------ requests
-    def _do_status(self, args):
+    def stats(self):
+        """What the link refused and dropped (status shows it)."""
+        return {"frames": self.frames_in, "refused": self.errors, "dropped": self.dropped,
+                "unanswered": self.unanswered, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "overflow": sum(ch.reader.overflow for ch in self.channels),
+                "noise_records": len(self.noise.log)}
+
+    def _counters(self, ch):
+        s = ch.session
+        return [s.counters[P], s.counters[C]] if s is not None else [0, 0]
+
+    def _do_hello(self, args, ch):
+        s = ch.session = self.ident.new_session()
+        return {"protocol": F.VERSION, "serial": self.serial, "session": hexlify(s.nonce).decode(),
+                "roles": [F.ROLE_NAMES[r] for r in (P, C) if r in self.macs]}
+
+    def _do_status(self, args, ch):
         p = self.pump
         return {"state": p.state(), "alarms": [A.name(c) for c in p.alarms.codes()],
                 "reservoir_nl": p.reservoir.remaining_nl(), "battery_permille": p.battery.level,
-                "wall_s": p.clock.wall_s(), "counters": [self.counters[P], self.counters[C]]}
+                "wall_s": p.clock.wall_s(), "counters": self._counters(ch), "serial": self.serial,
+                "link": self.stats()}
 
-    def _do_interrogate(self, args):
+    def _do_interrogate(self, args, ch):
         st = self.pump.status()
-        st["counters"] = [self.counters[P], self.counters[C]]
+        st["counters"] = self._counters(ch)
         st["pending_program"] = self.pending[0] if self.pending is not None else None
         st["log_seq"] = self.pump.log.seq
+        st["serial"] = self.serial
+        st["link"] = self.stats()
         return st
 
-    def _do_log(self, args):
+    def _do_log(self, args, ch):
         after = _arg(args, "after_seq", 0, 0x7FFFFFFF, 0)
-        log = self.pump.log
+        ring = args.get("ring", "therapy")
+        if ring == "therapy":
+            log = self.pump.log
+        elif ring == "link":
+            log = self.noise.log
+        else:
+            raise LinkError(E_PAYLOAD, "ring must be therapy or link")
         recs = []
         for i in range(len(log)):
             r = log.entry(i)
             if r[0] > after and len(recs) < LOG_PAGE:
                 recs.append(list(r))
-        return {"records": recs, "last_seq": self.pump.log.seq,
+        return {"records": recs, "last_seq": log.seq, "ring": ring,
                 "fields": ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"]}
 
-    def _do_program(self, args):
+    def _do_program(self, args, ch):
         raw = args.get("program")
         if not isinstance(raw, dict):
             raise LinkError(E_PAYLOAD, "program must be a table")
         prog = self.pump.check_program(raw)
         rb = prog.readback()
         h = hashlib.sha256(_canon(rb).encode())
-        h.update(struct.pack("<I", self.counters[C]))
+        h.update(ch.session.nonce)
+        h.update(struct.pack("<I", ch.session.counters[C]))
         token = hexlify(h.digest()[:6]).decode()
         t = self.pump.time
         self.pending = [token, prog, t.day, t.ms]
         return {"readback": rb, "token": token, "confirm_within_s": PENDING_MS // 1000}
 
-    def _do_confirm(self, args):
+    def _do_confirm(self, args, ch):
         token = args.get("token")
         pend = self.pending
         self.pending = None
@@ -439,7 +647,7 @@ class Link:
     def _clear_pending(self):
         self.pending = None
 
-    def _do_refill(self, args):
+    def _do_refill(self, args, ch):
         self._clear_pending()
         cap = self.pump.reservoir.capacity_nl
         status = self.pump.refill(_arg(args, "volume_nl", 1, cap), _arg(args, "concentration_ug_ml", 1, 100000),
@@ -447,12 +655,12 @@ class Link:
         # the residual compared with what the pump expected, within its accuracy
         return {"reconcile": "discrepancy" if status else "ok", "state": self.pump.state()}
 
-    def _do_bolus(self, args):
+    def _do_bolus(self, args, ch):
         self._clear_pending()
         nl = self.pump.clinician_bolus(_arg(args, "dose_ug", 1, 100000), _arg(args, "duration_min", 1, 1440))
         return {"volume_nl": nl}
 
-    def _do_prime(self, args):
+    def _do_prime(self, args, ch):
         self._clear_pending()
         vol = args.get("volume_nl")
         if vol is None:
@@ -461,30 +669,30 @@ class Link:
             nl = self.pump.prime(_arg(args, "duration_min", 1, 240), _arg(args, "volume_nl", 1, 10000000))
         return {"volume_nl": nl}
 
-    def _do_suspend(self, args):
+    def _do_suspend(self, args, ch):
         self._clear_pending()
         self.pump.suspend()
         return {"state": self.pump.state()}
 
-    def _do_resume(self, args):
+    def _do_resume(self, args, ch):
         self._clear_pending()
         self.pump.resume()
         return {"state": self.pump.state()}
 
-    def _do_clock_set(self, args):
+    def _do_clock_set(self, args, ch):
         self._clear_pending()
         self.pump.set_clock(_arg(args, "wall_s", 0, WALL_MAX_S))
         return {"wall_s": self.pump.clock.wall_s()}
 
-    def _do_acknowledge(self, args):
+    def _do_acknowledge(self, args, ch):
         return {"cleared": self.pump.acknowledge(_arg(args, "alarm", 1, A.N_ALARMS - 1))}
 
-    def _do_alarm_test(self, args):
+    def _do_alarm_test(self, args, ch):
         self.pump.alarm_test()
         return {}
 
-    def _do_patient_bolus(self, args):
+    def _do_patient_bolus(self, args, ch):
         return {"volume_nl": self.pump.patient_bolus()}
 
-    def _do_silence(self, args):
+    def _do_silence(self, args, ch):
         return {"silenced": self.pump.silence()}

@@ -28,9 +28,9 @@ def start(pump, reset_cause):
     tst, tpay = pump.therapy_rec.load()
     wst, wpay = pump.window_rec.load()
     pump.time.restore(0, 0)
-    if len(pump.log):   # nor earlier than the newest event it logged
-        newest = pump.log.entry(-1)
+    for newest in pump.log.newest_first():   # nor earlier than the newest event it logged
         _later(pump, newest[1], newest[2])
+        break
     pump._event_later = []
     pump._therapy_damaged = False
     pump._revalidation_failed = False
@@ -174,9 +174,8 @@ def start(pump, reset_cause):
     pump._check_drug()
     pump._check_reservoir()
     # an alarm in force whose record a reset may have cut off is logged again
-    for code in pump.alarms.codes():
-        if not _logged_active(pump, code):
-            pump._event(E.ALARM, code, 0)
+    for code in _not_logged_active(pump, pump.alarms.codes()):
+        pump._event(E.ALARM, code, 0)
     pump._was_running = False
     pump._snap_idx = -1   # the first stroke after a start always snapshots the windows
 
@@ -246,15 +245,20 @@ def _restore_therapy(pump, t):
         pump.catheter.occluded = True
 
 
-def _logged_active(pump, code):
-    """Does the event log end this alarm's story with it raised? (A reset
-    may have cut off the record; then it is logged again, once.)"""
-    for i in range(len(pump.log) - 1, -1, -1):
-        r = pump.log.entry(i)
-        if r[5] == code and r[4] in (E.ALARM, E.ALARM_CLEAR, E.ACK):
-            return r[4] == E.ALARM
-    return False
-
+def _not_logged_active(pump, codes):
+    """Of these active alarms, those whose story the event log does not end
+    with them raised (a reset may have cut off the record, or the ring let it
+    go): they are logged again, once. One pass back through the log."""
+    left = list(codes)
+    out = []
+    for r in pump.log.newest_first():
+        if not left:
+            break
+        if r[5] in left and r[4] in (E.ALARM, E.ALARM_CLEAR, E.ACK):
+            left.remove(r[5])
+            if r[4] != E.ALARM:
+                out.append(r[5])
+    return sorted(out + left)
 
 def _distrust_therapy(pump, ledger_ok, corrupt):
     """The therapy record in use may be one save old. A lost patient-bolus

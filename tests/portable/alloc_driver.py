@@ -67,7 +67,7 @@ if with_link:
         def __init__(self):
             self.answered = 0      # bytes the pump sent (none is asked for)
 
-        def read(self):
+        def read(self, n):
             return b""
 
         def write(self, data):

@@ -2,8 +2,9 @@
 # MicroPython unix port with the core precompiled to .mpy on MICROPYPATH:
 #   micropython -X heapsize=64wK heap_driver.py PROFILE DAYS STORE_DIR [link]
 # With `link` the programmer link is attached as on a board (pump.link, the
-# role keys) and polled at every wake-up, and the daily patient bolus (a
-# signed frame) and a status request come in through it; without, the bolus is asked of
+# role keys) and polled at every wake-up; each day a programmer says HELLO and
+# asks for status and the patient bolus (a frame signed in that session)
+# through it (heap_link.py); without, the bolus is asked of
 # the pump directly. Prints key=value lines: what happened, and the live heap
 # at each stage. The same run goes on the 32-bit wasm32 build: emulator/wasm32.mjs
 # imports this module and calls step() and finish(). There the collector runs
@@ -26,7 +27,6 @@ from pump.controller import Pump, stroke_keys
 WITH_LINK = len(sys.argv) > 4 and sys.argv[4] == "link"
 # the link is imported after the pump has started, as a board's main.py does:
 # the start's recovery code (pump/recovery.py) is given back before it comes
-Link = STATUS = PATIENT_BOLUS = F = HMAC256 = None
 
 DAY = 86400000
 with open(sys.argv[1]) as f:
@@ -71,29 +71,7 @@ hw.store = FileStore(store_dir, hot=stroke_keys())    # the board's store: recor
 hw.motor.trace = None              # the fake motor counts strokes instead of listing them
 pump = None
 link = None
-KEY = b"patient key for the heap run 32b"
 port = None
-mac = None
-counter = 0
-
-
-class ProgrammerPort:
-    """The link's byte port, the programmer's end: frames in, answers counted."""
-
-    def __init__(self):
-        self.inbox = b""
-        self.granted = 0
-
-    def read(self):
-        d = self.inbox
-        self.inbox = b""
-        return d
-
-    def write(self, frame):
-        ans = json.loads(frame[4 + F.HEAD_LEN:-4])
-        if ans.get("ok") and ans.get("volume_nl"):     # a bolus granted
-            self.granted += 1
-
 
 
 # The pump is set up in four pieces, one per step() call (boot, fill, the
@@ -111,15 +89,25 @@ def fill():
     hw.motor.actual_nl = 20000000
 
 
-def attach():
-    global link, port, mac, Link, STATUS, PATIENT_BOLUS, F, HMAC256
+# the link's modules, one a call (leaves first), as the core's were imported
+LINK_MODULES = ("pump.hmac256", "pump.frames", "pump.session", "pump.linklog", "pump.link", "heap_link")
+
+
+def import_next():
     if WITH_LINK:
-        from pump.link import Link, STATUS, PATIENT_BOLUS
-        from pump import frames as F
-        from pump.hmac256 import HMAC256
-        port = ProgrammerPort()
-        mac = HMAC256(KEY)
-        link = Link(pump, port, {F.ROLE_PATIENT: KEY})
+        __import__(LINK_MODULES[len(link_imported)])
+    link_imported.append(1)
+
+
+link_imported = []
+
+
+def attach():
+    global link, port
+    if WITH_LINK:
+        from heap_link import Programmer
+        port = Programmer(pump)
+        link = port.link
 
 
 def program():
@@ -129,7 +117,7 @@ def program():
                                         "max_per_day": 4}})
 
 
-setup_steps = [boot, fill, attach, program]
+setup_steps = [boot, fill] + [import_next] * len(LINK_MODULES) + [attach, program]
 setup = 0
 peak = 0
 clock = hw.clock
@@ -147,7 +135,7 @@ def step():
     """One wake-up (with the day's bolus when it is due); False after the last.
     The wasm32 runner calls it from its own loop: that port collects garbage
     only between calls (emulator/wasm32.mjs)."""
-    global wake, wakes, nsounds, bolus_at, boluses, counter, peak, setup
+    global wake, wakes, nsounds, bolus_at, boluses, peak, setup
     if setup_steps:
         setup_steps.pop(0)()
         if not setup_steps:
@@ -166,9 +154,7 @@ def step():
             except Exception as e:
                 note(bolus_errors, e)
         else:
-            counter += 1
-            port.inbox = (F.encode(STATUS, 2 * counter, b"{}") +
-                          F.encode(PATIENT_BOLUS, 2 * counter + 1, b"{}", F.ROLE_PATIENT, counter, mac))
+            port.daily(clock.ticks_ms())
     if link is not None:
         link.poll(clock.ticks_ms())     # as the board's main loop does
     wake += pump.cycle()
