@@ -16,6 +16,8 @@ from pump.program import Program, ProgramError, validate
 from pump.record import OK, MISSING, CORRUPT
 from pump.timeofday import TOLERANCE_MS as TOD_TOLERANCE_MS
 from pump.units import DAY_MS
+
+SAFE_MODE = 8        # the storage record's code when a start enters safe mode (a: its nL/day)
 from pump.controller import (STOP_ALARMS, NEEDS_PROGRAM, STORAGE, OCCLUDED, EOS, _PERSISTED_STOPS,
                              RESETS_ALARM, RESET_WATCHDOG)
 
@@ -159,7 +161,12 @@ def start(pump, reset_cause):
     for bit, code in STOP_ALARMS:
         if pump.stop & bit and (code != A.PROGRAM_REQUIRED or drug_known):
             pump.alarms.raise_(code)
-    pump._event(E.STOP, 0, pump.stop)      # the stops in force after the restart
+    # the stops and the alarms in force after the restart (b: a bit per alarm
+    # code), so a reader of the log sees every latched alarm come back
+    mask = 0
+    for code in pump.alarms.codes():
+        mask |= 1 << code
+    pump._event(E.STOP, 0, pump.stop, mask)
     if pump.tod.holding:
         pump._event(E.TIME_OF_DAY, 2, -pump.tod.ahead_ms(pump.clock.tod_s()) // 1000, 0)
     if corrupt or pump._revalidation_failed:
@@ -199,7 +206,8 @@ def _resume_day(pump, ledger_ok):
         pump.tod.hold(now)
     elif d > 0:
         p = pump.program
-        if p is not None and not pump.safe_mode:
+        if p is not None and not pump.safe_mode and not pump.stop:
+            # (a stop in force then owed nothing: nothing was skipped)
             skip = p.nl_over(pump.tod.ms // 1000, d // 1000)
         pump.tod.place(now)
     pump.ledger.tod_place = pump.tod.ms + 1
@@ -294,6 +302,8 @@ def _enter_safe_mode(pump):
     p.max_hourly_nl = pump.ledger.max_hourly_nl
     pump.program = p
     pump.safe_mode = True
+    # on the record with the rate it runs at: a reader of the log knows why less is given
+    pump._event_later.append((E.STORAGE, SAFE_MODE, pump.ledger.safe_rate_nl_day))
 
 
 def _load_window(pump, payload):
