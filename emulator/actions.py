@@ -2,6 +2,8 @@
 # pump's own command interface (as over the programmer link); faults act on the
 # simulated hardware only, and the pump has to find out for itself.
 from emulator.engine import RESET_CAUSES
+from emulator.preset import fmt_time
+from emulator.store import FaultCollision
 
 UL = 1000        # nL per uL
 ML = 1000000     # nL per mL
@@ -76,23 +78,46 @@ ACTIONS = {
     "repair_motor": lambda w, a: w.motor.repair(),
     "battery_drop": lambda w, a: w.battery.drop_to(a["to_permille"]),
     "reset": lambda w, a: w.reboot(RESET_CAUSES[a.get("cause", "power_on")]),
-    "reset_during_write": lambda w, a: w.store.arm_cut(a.get("nth_write", 1), a.get("atomic", False)),
+    "reset_during_write": lambda w, a: w.store.arm_cut(a.get("nth_write", 1), a.get("atomic", False),
+                                                       a.get("repeat", 1), w.clock.now),
+    # the zone's daylight-saving change: the clock moves by itself (timezone = ...)
+    "dst": lambda w, a: w.clock.jump(a["shift_min"] * 60),
     "bit_flip": lambda w, a: w.store.flip(a["key"], a["bit"]),
     "lumbar_bolus": lambda w, a: (w.patient.dose(w.clock.now, a["dose_ug"], "csf"),
                                   w.lumbar.append((w.clock.now, a["dose_ug"]))),
 }
 WORLD = {"clock_jump", "kink", "block", "release", "disconnect", "leak", "migrate", "revise_catheter",
-         "stall", "jam", "repair_motor", "battery_drop", "reset", "reset_during_write", "bit_flip"}
+         "stall", "jam", "repair_motor", "battery_drop", "reset", "reset_during_write", "bit_flip", "dst"}
 
 
-def apply(w, ev):
+def apply(w, ev, placed=False, write_reached=False):
+    """Do what one event says. placed: an armed event whose trigger or
+    command has come; write_reached: and its storage write too."""
+    if ev.at_write and not write_reached:
+        w.arming.at_write(w.store.writes + ev.at_write, ev)
+        return
     if ev.do in WORLD:
-        w.log("world", "fault" if ev.do not in ("release", "revise_catheter", "repair_motor") else "repair",
-              ev.do, ev.summary())
+        kind = "repair" if ev.do in ("release", "revise_catheter", "repair_motor") else (
+            "clock" if ev.do == "dst" else "fault")
+        detail = ev.summary()
+        if placed:
+            detail += " (placed: %s)" % ("at write %d" % w.store.writes if write_reached else
+                                        ev.trigger if ev.trigger else "during " + ev.during)
+        w.log("world", kind, ev.do, detail)
     elif ev.do == "lumbar_bolus":
         w.log("clinic", "screening", "lumbar_bolus", "%d ug by lumbar puncture" % ev.args["dose_ug"])
     # a fault only changes the hardware: the pump finds out at its next wake-up
     wall = w.clock.wall_s()
-    ACTIONS[ev.do](w, ev.args)
+    try:
+        ACTIONS[ev.do](w, ev.args)
+    except FaultCollision as c:
+        # the pump did not reach the storage write the pending cut waits for:
+        # the newer cut is not applied (it must not silently replace the
+        # other), and the run reports that it did not test what it says
+        text = ("events[%d] armed a power cut at %s while the one armed at %s was still %d storage writes "
+                "away: not applied (for a cut at every Nth write use nth_write with repeat)"
+                % (ev.index, fmt_time(w.clock.now), fmt_time(c.armed_ms), c.writes_to_go))
+        w.log("world", "fault", "collision", text)
+        w.collisions.append((w.clock.now, ev.index, text))
     if w.clock.wall_s() != wall:
         w.walls.append((w.clock.now, w.clock.wall_s()))

@@ -24,6 +24,7 @@ from pump.controller import Pump, Refused, CommandError, RESET_POWER_ON, RESET_W
 from pump.program import ProgramError
 from pump.schedule import KINDS
 
+from emulator.arming import Arming
 from emulator.battery import BatteryModel
 from emulator.catheter import CatheterModel
 from emulator.clock import ClockModel
@@ -91,6 +92,9 @@ class World:
         self.raw_events = []         # (t_ms, kind, code, a, b) as the firmware logged them
         self.walls = [(0, sc.start_wall_s)]   # (t_ms, pump wall_s at t_ms) after each change
         self.resets = 0
+        self.arming = Arming()       # events placed by what the pump does (after, during, at_write)
+        self.collisions = []         # (t_ms, event index, text): faults that could not be applied
+        self.store.on_write = self._store_wrote
         self.carried_refused = 0
         self.carried_forfeited = 0
         self.next_wake = 0
@@ -104,6 +108,13 @@ class World:
         k, c, d = describe(kind, code, a, b, wall_s)
         self.events.append((self.clock.now, "pump", k, c, d))
         self.raw_events.append((self.clock.now, kind, code, a, b))
+        self.arming.pump_event(self.clock.now, kind, code, a)
+
+    def _store_wrote(self, count):
+        """A storage write landed: an event placed at this write happens now."""
+        from emulator.actions import apply
+        for ev in self.arming.write_done(count):
+            apply(self, ev, placed=True, write_reached=True)
 
     def log(self, source, kind, code, detail=""):
         self.events.append((self.clock.now, source, kind, code, detail))
@@ -157,6 +168,9 @@ class World:
     def command(self, name, fn, *args):
         """A clinic or patient command; the pump decides at once after it.
         -> (result, error text or None)."""
+        from emulator.actions import apply
+        for ev in self.arming.command(self.clock.now, name.split(" ")[0]):
+            apply(self, ev, placed=True)        # an event `during` this command: before it goes
         self.battery.telemetry()
         try:
             res, err = fn(*args), None
@@ -195,6 +209,9 @@ class World:
         events = self.sc.events
         t_ev = events[self._ei].t_ms if self._ei < len(events) else None
         t = min(self.next_wake, self._next_sample)
+        t_due = self.arming.next_due()
+        if t_due is not None and t_due < t:
+            t = t_due
         return t if t_ev is None or t < t_ev else t_ev
 
     def advance_to(self, end, progress=None):
@@ -203,9 +220,13 @@ class World:
         sample_ms = self.sc.patient_sample_ms
         events = self.sc.events
         last_report = self.clock.now
+        arming = self.arming
         while True:
             t_ev = events[self._ei].t_ms if self._ei < len(events) else end + 1
             t = min(self.next_wake, t_ev, self._next_sample)
+            t_due = arming.next_due()
+            if t_due is not None and t_due < t:
+                t = t_due
             if t > end:
                 break
             if t > self.clock.now:
@@ -215,8 +236,14 @@ class World:
                 self._n_samples += 1
                 self._next_sample += sample_ms
             elif t == t_ev:
-                apply(self, events[self._ei])
+                ev = events[self._ei]
                 self._ei += 1
+                if ev.trigger is not None or ev.during is not None:
+                    arming.arm(ev)     # from now it waits for what places it
+                else:
+                    apply(self, ev)
+            elif t == t_due:
+                apply(self, arming.pop_due(), placed=True)
             else:
                 self.cycle()
             if progress is not None and t - last_report >= 3600000:

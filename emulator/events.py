@@ -12,7 +12,8 @@ GOVERNOR_REASONS = {1: "daily_cap", 2: "hourly_cap", 3: "reservoir", 4: "stroke_
 # a stop's bit -> the state name it gives (controller.STOP_NAMES)
 STOP_BITS = dict((bit, name) for bit, name in STOP_NAMES)
 TIME_OF_DAY_WHAT = {1: "skipped", 2: "held", 3: "hold_over"}
-STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link", 7: "identity"}
+STORAGE_WHAT = {1: "ledger", 2: "therapy", 3: "window", 4: "log", 5: "program", 6: "link", 7: "identity",
+                8: "safe_mode"}
 
 
 def _name(seq, i):
@@ -50,7 +51,9 @@ def describe(kind, code, a, b, wall_s=0):
     if kind == E.STOP:
         if code == 0:
             names = [n for bit, n in STOP_NAMES if a & bit]
-            return k, "restart", "in force: " + (" ".join(names) if names else "none")
+            up = [A.name(c) for c in range(1, A.N_ALARMS) if b & (1 << c)]
+            return k, "restart", "in force: %s; alarms: %s" % (" ".join(names) if names else "none",
+                                                               " ".join(up) if up else "none")
         return k, STOP_BITS.get(code, str(code)), ("begun" if a else "ended") + (" (value %d)" % b if b else "")
     if kind == E.TIME_OF_DAY:
         what = TIME_OF_DAY_WHAT.get(code, str(code))
@@ -107,26 +110,3 @@ def alarm_summary(raw_events):
             # (an acknowledgement logs its own ack row and then the clear)
             alarms[A.name(code)]["cleared_ms"].append(t)
     return sorted(alarms.values(), key=lambda a: a["first_raised_ms"])
-
-
-def expectations(expect, raw_events, flags):
-    """A scenario's [[expect]] against the run: the pump's logged alarm raises
-    and the patient model's flags. -> [{expect, ok, first_ms}]."""
-    from emulator.preset import fmt_time
-    out = []
-    for x in expect:
-        if "alarm" in x:
-            times = [t for t, kind, code, a, b in raw_events if kind == E.ALARM and A.name(code) == x["alarm"]
-                     and t >= x["after_ms"]]
-            hit = [t for t in times if x["within_ms"] is None or t <= x["after_ms"] + x["within_ms"]]
-            ok = bool(hit) == x["raised"]
-            what = "alarm %s %s" % (x["alarm"], "raised" if x["raised"] else "not raised")
-            if x["within_ms"] is not None:
-                what += " within %d min of %s" % (x["within_ms"] // 60000, fmt_time(x["after_ms"]))
-            out.append({"expect": what, "ok": ok, "first_ms": hit[0] if hit else None})
-        else:
-            hit = [f["t_ms"] for f in flags if f["flag"] == x["flag"]]
-            ok = bool(hit) == x["raised"]
-            out.append({"expect": "patient flag %s %s" % (x["flag"], "raised" if x["raised"] else "not raised"),
-                        "ok": ok, "first_ms": hit[0] if hit else None})
-    return out

@@ -17,9 +17,10 @@ from pump import alarms as A
 from pump import eventlog as E
 
 from emulator.actions import apply
-from emulator.checks import Scheduled, rate_table
 from emulator.engine import World
-from emulator.events import alarm_summary, expectations
+from emulator.events import alarm_summary
+from emulator.expect import evaluate
+from emulator.scheduled import Scheduled, rate_table
 from emulator.patient import Assessor, tissue_flag
 from emulator.preset import ALARM_NAMES, Event, ScenarioError, action_args, fmt_time, from_plain
 
@@ -219,17 +220,21 @@ class Lab:
     def active_alarms(self):
         """The pump's active alarms, from its interrogation (status)."""
         try:
-            names = self.w.pump.status()["alarms"]
+            st = self.w.pump.status()
+            names, resolved = st["alarms"], st.get("alarms_resolved", [])
         except Exception:      # a pump without status(): what its log says is still raised
             names = [a["alarm"] for a in self.alarms()
                      if not a["cleared_ms"] or a["cleared_ms"][-1] < a["first_raised_ms"]]
+            resolved = []
         out = []
         for n in names:
             code = 0
             for c in range(1, A.N_ALARMS):
                 if A.name(c) == n:
                     code = c
-            out.append({"alarm": n, "critical": bool(A.CRITICAL[code]) if code else False})
+            # a latched alarm whose cause is gone sounds the single tone until acknowledged
+            out.append({"alarm": n, "critical": bool(A.CRITICAL[code]) and n not in resolved if code else False,
+                        "resolved": n in resolved})
         return out
 
     def flags(self):
@@ -307,12 +312,14 @@ class Lab:
                "delivered_strokes": len(w.motor.trace), "final_state": w.pump.facts()["state"],
                "alarms": self.alarms(), "flags": [[f["flag"], f["t_ms"]] for f in flags],
                "in_band_pct": self.assessor.in_band_pct(),
-               "expectations": expectations(self.sc.expect, w.raw_events, flags) if self.finished else [],
+               "expectations": evaluate(w, flags) if self.finished else [],
                "resets": w.resets, "stalled_strokes": w.motor.stalls, "storage_writes": w.store.writes,
                "checks": []}
         if checks and self.finished:
             from emulator.checks import run_checks
-            res, sched = run_checks(w)
-            out["checks"] = [{"id": c["id"], "name": c["name"], "ok": c["ok"], "detail": c["detail"]} for c in res]
-            out["scheduled_nl"] = int(sched.at(self.sc.duration_ms))
+            res, acct = run_checks(w)
+            out["checks"] = [{"id": c["id"], "name": c["name"], "ok": c["ok"], "status": c["status"],
+                              "detail": c["detail"], "covered": c["covered"]} for c in res]
+            out["scheduled_nl"] = acct["scheduled_nl"] if acct else 0
+            out["accounting"] = acct
         return json.dumps(out)

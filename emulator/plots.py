@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from emulator.checks import Scheduled  # noqa: E402
+from emulator.scheduled import Scheduled  # noqa: E402
 from emulator.trumpet import trumpet, steady_stretch  # noqa: E402
 
 DAY = 86400000.0
@@ -88,7 +88,7 @@ def alarms(w, report, out_dir):
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names or [])
     ax.set_ylim(-0.6, len(names) + 0.8)
-    ax.set_xlim(0, end / unit)
+    ax.set_xlim(0, max(end, 1000) / unit)     # (a served session may end at once)
     ax.set_xlabel(label + "   (red: critical, orange: non-critical; dotted: injected faults)")
     ax.set_title("Alarms: " + w.sc.name + ("" if names else " (none raised)"))
     return _save(fig, out_dir, "alarms.png")

@@ -39,7 +39,9 @@ ACTION_KEYS = {
     "repair_motor": {},
     "battery_drop": {"to_permille": (int, True, 0, 1000)},
     "reset": {"cause": (str, False, None, None)},
-    "reset_during_write": {"nth_write": (int, False, 1, 1000000), "atomic": (bool, False, None, None)},
+    "reset_during_write": {"nth_write": (int, False, 1, 1000000), "atomic": (bool, False, None, None),
+                           "repeat": (int, False, 1, 100000)},
+    "dst": {"shift_min": (int, True, -1440, 1440)},
     "bit_flip": {"key": (str, True, None, None), "bit": (int, True, 0, 100000)},
     "lumbar_bolus": {"dose_ug": (int, True, 1, 1000)},
 }
@@ -98,8 +100,29 @@ def action_args(path, where, do, args):
 
 
 class Event:
-    def __init__(self, t_ms, do, args, index):
+    """One event. A fixed one happens at t_ms. An armed one waits: for
+    `trigger` (what the pump does, emulator/timexpr.TRIGGERS) at or after t_ms,
+    then `delay_ms` more; or, with `during` (a clinic command's name), for the
+    next such command; and with `at_write` for that many storage writes more."""
+
+    def __init__(self, t_ms, do, args, index, name=None, trigger=None, delay_ms=0, during=None, at_write=0):
         self.t_ms, self.do, self.args, self.index = t_ms, do, args, index
+        self.name = name
+        self.trigger = trigger
+        self.delay_ms = delay_ms
+        self.during = during
+        self.at_write = at_write
+
+    def armed(self):
+        return self.trigger is not None or self.during is not None or self.at_write > 0
+
+    def plain(self):
+        d = {"t_ms": self.t_ms, "do": self.do, "args": self.args, "index": self.index}
+        for k in ("name", "trigger", "delay_ms", "during", "at_write"):
+            v = getattr(self, k)
+            if v:
+                d[k] = v
+        return d
 
     def summary(self):
         return ", ".join("%s=%s" % (k, v) for k, v in sorted(self.args.items())
@@ -123,5 +146,6 @@ def from_plain(d):
     for key in PLAIN_KEYS:
         setattr(sc, key, d[key])
     sc.start_time = d.get("start_time_iso")
-    sc.events = [Event(e["t_ms"], e["do"], e["args"], e["index"]) for e in d["events"]]
+    sc.events = [Event(e["t_ms"], e["do"], e["args"], e["index"], e.get("name"), e.get("trigger"),
+                       e.get("delay_ms", 0), e.get("during"), e.get("at_write", 0)) for e in d["events"]]
     return sc

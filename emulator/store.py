@@ -11,6 +11,15 @@ class PowerCut(BaseException):
     the firmware's own `except Exception` cannot swallow it: power is gone."""
 
 
+class FaultCollision(Exception):
+    """A power cut armed while another is still pending: a scenario error."""
+
+    def __init__(self, armed_ms, writes_to_go):
+        Exception.__init__(self, "a power cut armed at %d ms is still %d writes away" % (armed_ms, writes_to_go))
+        self.armed_ms = armed_ms
+        self.writes_to_go = writes_to_go
+
+
 class StoreModel:
     def __init__(self):
         self.data = {}
@@ -18,6 +27,10 @@ class StoreModel:
         self.bytes_written = 0
         self.cut_at = 0
         self.cut_atomic = False
+        self.cut_every = 0        # re-armed after each cut this many writes on ...
+        self.cut_left = 0         # ... this many more times
+        self.cut_armed_ms = 0     # when the pending cut was armed (for a collision's message)
+        self.on_write = None      # callable(writes so far), after each write that lands
 
     # --- the store port -----------------------------------------------------
     def read(self, key):
@@ -27,16 +40,29 @@ class StoreModel:
         self.writes += 1
         if self.cut_at and self.writes == self.cut_at:
             self.cut_at = 0
+            if self.cut_left > 0:            # every Nth write, so many times
+                self.cut_left -= 1
+                self.cut_at = self.writes + self.cut_every
             if not self.cut_atomic:
                 self.data[key] = bytes(data[: len(data) // 2])
             raise PowerCut()
         self.data[key] = bytes(data)
         self.bytes_written += len(data)
+        if self.on_write is not None:
+            self.on_write(self.writes)
 
     # --- the world ----------------------------------------------------------
-    def arm_cut(self, nth_write, atomic=False):
+    def arm_cut(self, nth_write, atomic=False, repeat=1, now_ms=0):
+        """A power cut at the nth_write-th write from now (and, with repeat,
+        again every nth_write writes after each cut, repeat cuts in all).
+        A cut still pending cannot be replaced: FaultCollision."""
+        if self.cut_at:
+            raise FaultCollision(self.cut_armed_ms, self.cut_at - self.writes)
         self.cut_at = self.writes + nth_write
         self.cut_atomic = atomic
+        self.cut_every = nth_write
+        self.cut_left = repeat - 1
+        self.cut_armed_ms = now_ms
 
     def flip(self, key, bit):
         """Flip one bit of a stored record; False if there is no such record."""

@@ -35,8 +35,9 @@ MP_PACKAGE = "@micropython/micropython-webassembly-pyscript"
 MP_DIR = os.path.join(LAB, "node_modules", *MP_PACKAGE.split("/"))
 DOCS = os.path.join(ROOT, "docs", "lab")
 # the emulator modules the page runs (the rest need CPython: TOML, csv, plots, pipes)
-EMULATOR_MODULES = ("__init__", "actions", "battery", "catheter", "checks", "clock", "engine", "events",
-                    "lab", "motor", "patient", "preset", "prng", "reservoir", "store")
+EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "checks", "clock",
+                    "engine", "events", "expect", "lab", "motor", "patient", "preset", "prng", "pumplog",
+                    "reservoir", "scheduled", "sortedsearch", "store")
 DEFAULT_PORT = 8765
 
 

@@ -378,6 +378,11 @@ def parser():
 
 
 def main(argv=None):
+    from host_tools.pipeout import run_quietly
+    return run_quietly(_main, argv)
+
+
+def _main(argv=None):
     ap = parser()
     args = ap.parse_args(argv)
     if args.cmd != "keys" and not args.port:

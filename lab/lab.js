@@ -186,13 +186,16 @@ function finalResult() {
   ul.textContent = "";
   const add = (text, ok) => {
     const li = document.createElement("li");
-    li.textContent = (ok === undefined ? "" : ok ? "✓ " : "✗ ") + text;
+    // ok: true (held), false (failed), null (not checked: the run gave it nothing to judge)
+    li.textContent = (ok === undefined ? "" : ok === null ? "– " : ok ? "✓ " : "✗ ") + text;
     ul.appendChild(li);
     return li;
   };
   add(`Delivered ${mL(r.delivered_nl)} (${r.delivered_nl} nL, ${r.delivered_strokes} strokes); ` +
       `programmed ${mL(r.scheduled_nl || 0)}; final state ${r.final_state}.`);
-  for (const c of r.checks) add(`${c.id} ${c.name}: ${c.detail}`, c.ok);
+  for (const c of r.checks) {
+    add(`${c.id} ${c.name}: ${c.ok === null ? "not checked: " : ""}${c.detail} (covered ${c.covered})`, c.ok);
+  }
   for (const x of r.expectations) add(`expected: ${x.expect}`, x.ok);
   $("final").hidden = false;
 }
@@ -238,7 +241,8 @@ function draw(v) {
     for (const a of v.active) {
       const li = document.createElement("li");
       li.className = a.critical ? "critical" : "alert";
-      li.textContent = `${a.alarm} — ${a.critical ? "critical, two-tone" : "non-critical, single tone"}`;
+      li.textContent = `${a.alarm} — ${a.critical ? "critical, two-tone" : a.resolved
+        ? "cause gone, single tone until acknowledged" : "non-critical, single tone"}`;
       ul.appendChild(li);
     }
     if (!v.active.length) ul.innerHTML = "<li>none</li>";
@@ -287,7 +291,7 @@ function drawLamp(active) {
     text = `CRITICAL ALARM: ${crit.map((a) => a.alarm).join(", ")}` + (other.length ? `; also ${other.map((a) => a.alarm).join(", ")}` : "") + " (two-tone)";
   } else if (other.length) {
     cls = "lamp alert"; shape = "●";
-    text = `ALERT: ${other.map((a) => a.alarm).join(", ")} (single tone)`;
+    text = `ALERT: ${other.map((a) => a.alarm + (a.resolved ? " (acknowledge it)" : "")).join(", ")} (single tone)`;
   } else {
     cls = "lamp ok"; shape = "■"; text = "No alarm";
   }

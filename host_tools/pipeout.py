@@ -1,0 +1,22 @@
+# A command line tool piped into one that stops reading (`pumpctl log | head`)
+# ends quietly, as a C tool would on SIGPIPE, instead of printing a traceback.
+import os
+import sys
+
+EXIT_PIPE = 141          # 128 + SIGPIPE: what the shell reports for `yes | head`
+
+
+def run_quietly(main, argv=None):
+    """main(argv) -> exit status; a reader that went away -> EXIT_PIPE."""
+    try:
+        try:
+            status = main(argv)
+        except SystemExit as e:          # argparse's --help and usage errors
+            status = e.code
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at nothing first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
