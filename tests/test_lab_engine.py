@@ -123,7 +123,8 @@ def test_page_actions_go_through_the_engine_and_come_back_verbatim():
         if any(a["alarm"] == "occlusion" for a in json.loads(lab.view())["active"]):
             break
     v = json.loads(lab.view())
-    assert [a for a in v["active"] if a["alarm"] == "occlusion"] == [{"alarm": "occlusion", "critical": True}]
+    assert [a for a in v["active"] if a["alarm"] == "occlusion"] == [{"alarm": "occlusion", "critical": True,
+                                                                      "resolved": False}]
     assert v["pump"]["state"] == "occluded"
 
 

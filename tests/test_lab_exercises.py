@@ -226,7 +226,8 @@ def test_exercise_5_reset_during_write_quotes_the_run():
     assert checks["I1"] == checks["I6"] == "ok" and checks["I3"] == "not checked", res["checks"]
     lost = res["accounting"]["lost_to_reset_nl"]
     assert res["accounting"]["unexplained_nl"] <= res["accounting"]["tolerance_nl"]
-    assert res["scheduled_nl"] - res["delivered_nl"] - lost <= lb.w.profile["stroke_nl"]
+    # (the accounting counts strokes at their nominal volume, as the pump commands them)
+    assert res["scheduled_nl"] - res["accounting"]["delivered_nl"] - lost <= lb.w.profile["stroke_nl"]
 
 
 @pytest.mark.parametrize("prefix", ["01-", "02-", "03-", "04-", "05-"])

@@ -98,7 +98,9 @@ def test_no_part_of_the_day_twice_in_24_hours_without_a_jump_forward(start_s, mo
         moved = (t.ms - before) % DAY_MS
         if t.holding or moved == 0:
             assert jump <= 0 or not t.holding
-        assert moved <= dt + max(jump, 0) + 1000        # never more than time and the jump reported
+        # never more than time and the jump reported, but for a difference within
+        # the tolerance, followed quietly (forward only: the day is not given twice)
+        assert moved <= dt + max(jump, 0) + TOLERANCE_MS
         unwrapped += moved
     # never backwards: the unwrapped place ends at or after its start, and no
     # further than pump time plus what was reported skipped
