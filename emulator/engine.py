@@ -112,6 +112,8 @@ class World:
 
     def _store_wrote(self, count):
         """A storage write landed: an event placed at this write happens now."""
+        if not self.arming.writes:          # (the common case: nothing waits for a write)
+            return
         from emulator.actions import apply
         for ev in self.arming.write_done(count):
             apply(self, ev, placed=True, write_reached=True)
