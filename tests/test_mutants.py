@@ -73,7 +73,7 @@ class LateLedger(Ledger):
     def save(self, day, ms, both=False, stroke=False):
         if stroke:
             self._late = (day, ms)     # written only once the motor has moved
-            self.last_was_stroke = True
+            self.in_flight = 1
             return
         Ledger.save(self, day, ms, both)
 

@@ -308,3 +308,32 @@ def test_an_override_names_the_dose_it_was_measured_from_and_a_refused_program_i
     assert r.program(make_program(1000, 320, override_step_up=True)) is None
     over = evs(r, E.OVERRIDE)
     assert [e[3:] for e in over] == [(200, 320)]        # from 200, not from the 250 just before
+
+
+def test_a_cut_before_a_stalled_strokes_correction_is_saved_is_reported_as_uncertain():
+    """The motor stalls once; the power goes before the pump saves that the
+    stroke did not run (a cut that writes nothing). The copy left counts the
+    stroke: after the restart the pump believes a stroke less than is there,
+    and must say so, then go on dosing."""
+    r = Run(P)
+    assert r.refill(FILL, 500) is None
+    assert r.program(make_program(500, 500)) is None
+    r.advance(HOUR)
+    n0 = len(r.hw.motor.trace)
+    r.hw.motor.stall_next = 1
+    # the next write after the stall is the correction (the ledger's uncount)
+    while not r.hw.motor.stall_times:
+        r.advance(max(r.next_wake - r.now, 1))    # wake by wake, up to the stalled stroke
+    r.hw.store.cut_at = r.hw.store.writes + 1
+    r.hw.store.cut_clean = True
+    r.advance(10_000)
+    r.hw.store.cut_at = 0
+    assert r.resets == 1, "the correction's save was not cut"
+    st = r.pump.status()
+    believed, real = st["reservoir_nl"], r.hw.motor.actual_nl
+    assert real - believed == STROKE and st["reservoir_uncertain_nl"] >= STROKE
+    # a second restart with no stroke between counts the same stroke once
+    r.reboot()
+    assert r.pump.status()["reservoir_uncertain_nl"] == st["reservoir_uncertain_nl"]
+    r.advance(DAY)
+    assert len(r.hw.motor.trace) - n0 >= nl_day(500, 500) // STROKE - 2

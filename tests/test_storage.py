@@ -406,17 +406,18 @@ def save_state(led, state):
     """Save a full FIELDS tuple through the ledger (day and ms go via save())."""
     for f, v in zip(FIELDS[2:], state[2:]):
         setattr(led, f, v)
-    led.save(state[0], state[1])
+    # in_flight is what save() is told: a stroke's write-ahead or not
+    led.save(state[0], state[1], stroke=bool(state[-1]))
 
 
 ZERO = (0,) * len(FIELDS)
-ledger_states = st.tuples(*([u32] * len(FIELDS)))
+ledger_states = st.tuples(*([u32] * (len(FIELDS) - 1) + [st.integers(0, 1)]))
 
 
 def distinct_state(i):
     """Distinct, non-zero values in every field, some near the top of u32."""
     return tuple((i * 1000003 + j * 7919 + 1 if j % 3 else U32 - i * 31 - j) & U32
-                 for j in range(len(FIELDS)))
+                 for j in range(len(FIELDS) - 1)) + (i % 2,)
 
 
 def test_ledger_missing_on_empty_store():
@@ -438,15 +439,16 @@ def test_ledger_fields_roundtrip(state):
 def test_ledger_every_field_is_stored_in_its_own_place():
     s = Store()
     for j, f in enumerate(FIELDS):
-        state = tuple(0x01010101 * (j + 1) if i == j else i + 1 for i in range(len(FIELDS)))
+        mark = 1 if f == "in_flight" else 0x01010101 * (j + 1)
+        state = tuple(mark if i == j else (i + 1 if i < len(FIELDS) - 1 else 0) for i in range(len(FIELDS)))
         save_state(Ledger(s), state)
         fresh = Ledger(s)
         assert fresh.load() == OK
-        assert getattr(fresh, f) == 0x01010101 * (j + 1)
+        assert getattr(fresh, f) == mark
         assert ledger_state(fresh) == state
 
 
-@pytest.mark.parametrize("length", [0, 4, LEDGER_PAYLOAD - 4, LEDGER_PAYLOAD - 1,
+@pytest.mark.parametrize("length", [0, 4, LEDGER_PAYLOAD - 8, LEDGER_PAYLOAD - 1,
                                     LEDGER_PAYLOAD + 1, LEDGER_PAYLOAD + 4, 2 * LEDGER_PAYLOAD])
 def test_ledger_wrong_payload_length_is_corrupt(length):
     s = Store()
@@ -454,6 +456,16 @@ def test_ledger_wrong_payload_length_is_corrupt(length):
     led = Ledger(s)
     assert led.load() == CORRUPT == 2
     assert ledger_state(led) == ZERO                    # nothing half-loaded
+
+
+def test_ledger_record_of_the_previous_firmware_loads_with_no_stroke_in_flight():
+    # an update must keep the counts: the 13-field record still loads
+    s = Store()
+    old = distinct_state(3)[:-1]
+    s.write("ledger.a", frame(1, struct.pack("<" + "I" * len(old), *old)))
+    led = Ledger(s)
+    assert led.load() == OK
+    assert ledger_state(led) == old + (0,)
 
 
 def test_ledger_newest_copy_of_wrong_length_is_not_silently_skipped():
@@ -468,7 +480,7 @@ def test_ledger_newest_copy_of_wrong_length_is_not_silently_skipped():
     assert ledger_state(fresh) == ZERO
 
 
-@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("field", [f for f in FIELDS if f != "in_flight"])   # (that one save() sets)
 def test_ledger_refuses_float_and_writes_nothing(field):
     s = Store()
     led = Ledger(s)

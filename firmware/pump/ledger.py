@@ -10,10 +10,12 @@
 import struct
 from pump.record import ABRecord, OK
 
-_FMT = "<IIIIIIIIIIIII"
+_FMT = "<IIIIIIIIIIIIII"
 FIELDS = ("day", "ms", "strokes", "lifetime", "fill_nl", "conc", "bridge_left_nl",
-          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl", "dose_ug_min", "tod_place", "uncertain")
+          "safe_rate_nl_day", "max_daily_nl", "max_hourly_nl", "dose_ug_min", "tod_place", "uncertain",
+          "in_flight")
 _OLD_LEN = 44    # the record before tod_place and uncertain: still read, so an update keeps the counts
+_V2_LEN = 52     # the record before in_flight: still read
 
 
 class Ledger:
@@ -34,7 +36,8 @@ class Ledger:
         self.uncertain = 0        # of the strokes since the fill, those counted at a restart
         #                           without knowing whether they ran (the believed reservoir
         #                           may be that much below the real one)
-        self.last_was_stroke = False  # the newest copy is a stroke's write-ahead
+        self.in_flight = 0        # 1: the newest copy is a stroke's write-ahead, and
+        #                           a restart cannot know whether that stroke ran
 
     def load(self):
         status, payload = self.rec.load()
@@ -42,7 +45,13 @@ class Ledger:
             v = struct.unpack(_FMT, payload)
             (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
              self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
+             self.max_hourly_nl, self.dose_ug_min, self.tod_place, self.uncertain, self.in_flight) = v
+        elif status == OK and len(payload) == _V2_LEN:
+            v = struct.unpack(_FMT[:14], payload)
+            (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
+             self.bridge_left_nl, self.safe_rate_nl_day, self.max_daily_nl,
              self.max_hourly_nl, self.dose_ug_min, self.tod_place, self.uncertain) = v
+            self.in_flight = 0
         elif status == OK and len(payload) == _OLD_LEN:
             v = struct.unpack(_FMT[:12], payload)
             (self.day, self.ms, self.strokes, self.lifetime, self.fill_nl, self.conc,
@@ -50,6 +59,7 @@ class Ledger:
              self.max_hourly_nl, self.dose_ug_min) = v
             self.tod_place = 0
             self.uncertain = 0
+            self.in_flight = 0
         elif status == OK:
             status = 2  # wrong shape: treat as corrupt
         return status
@@ -61,7 +71,7 @@ class Ledger:
         struct.pack_into(_FMT, self.rec.payload, 0, day, ms, self.strokes, self.lifetime,
                          self.fill_nl, self.conc, self.bridge_left_nl, self.safe_rate_nl_day,
                          self.max_daily_nl, self.max_hourly_nl, self.dose_ug_min,
-                         self.tod_place, self.uncertain)
+                         self.tod_place, self.uncertain, self.in_flight)
 
     def uncount(self, day, ms):
         """The stroke counted by the last save did not run (the motor stalled).
@@ -70,29 +80,30 @@ class Ledger:
         with the stalled stroke in it beside a damaged one."""
         self.strokes -= 1
         self.lifetime -= 1
+        newest_is_stroke = self.in_flight
+        self.in_flight = 0
         self._pack(day, ms)
-        if self.last_was_stroke:
+        if newest_is_stroke:
             self.rec.rewrite_newest()
         else:   # another save came between (a program change): both copies
             self.rec.save()
             self.rec.save()
-        self.last_was_stroke = False
 
     def save_over_damage(self):
         """After a damaged copy: the counts as now adjusted, written over the
         intact copy and then over the damaged one (a cut in the first leaves two
         bad copies, a lost ledger: the safe side; in the second, the first)."""
+        self.in_flight = 0
         self._pack(self.day, self.ms)
         self.rec.rewrite_newest()
         self.rec.save()
-        self.last_was_stroke = False
 
     def save(self, day, ms, both=False, stroke=False):
         """Save the counts. both=True writes the two copies in turn, for a change
         of fill or program: a copy damaged later must not leave an intact copy
         from before the change, whose larger fill or older caps would be unsafe."""
+        self.in_flight = 1 if stroke else 0
         self._pack(day, ms)
-        self.last_was_stroke = stroke
         self.rec.save()
         if both:
             self.rec.save()

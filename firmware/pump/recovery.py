@@ -39,6 +39,14 @@ def start(pump, reset_cause):
     corrupt = []
     ledger_ok = lst == OK
     saved_lifetime = pump.ledger.lifetime if ledger_ok else 0
+    if lst == OK and pump.ledger.in_flight:
+        # The newest copy is a stroke's write-ahead: that stroke was counted
+        # before it was commanded, and nothing after it says it ran (a power
+        # cut before the motor moved, or before a stall's correction was
+        # saved). It stays counted, the safe direction, and is reported. The
+        # note is saved over the older copy, so each restart counts it once.
+        pump.ledger.uncertain += 1
+        pump.ledger.save(pump.ledger.day, pump.ledger.ms)
     if lst == OK and pump.ledger.rec.suspect:
         # One copy fails its check and is not a write cut short (a cut never
         # commanded its stroke): a record written in full and damaged later,
