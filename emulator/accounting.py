@@ -8,7 +8,9 @@
 #
 # A restart loses what was owed and not yet a stroke: at most what was
 # scheduled since the last stroke before it (a stroke and the grain at most),
-# plus the one stroke it may have counted and not given. What is left
+# plus the one stroke it may have counted and not given. A stop (or a run
+# of refusals) forfeits with it what was owed when it began: less than a
+# stroke, from the stroke before it. What is left
 # over, beyond a stroke still owed at the end, is a shortfall nothing explains:
 # a silent loss, and liveness (I6) fails. The same pieces judge each stretch
 # between two strokes (I9): scheduled there and not explained by a stop, a
@@ -83,6 +85,11 @@ def account(v, eps):
         need.add(t)
         k = bisect_left(times, t)
         need.add(times[k - 1] if k > 0 else first)
+    # where a stop or a refusal begins after running: what was owed then goes with it
+    stop_starts = [b_ for (a_, b_, w0), (_, _, w1) in zip(pieces, pieces[1:]) if w0 is None and w1 is not None]
+    for t in stop_starts:
+        k = bisect_left(times, t)
+        need.add(times[k - 1] if k > 0 else first)
     sched = v.scheduled()
     s_at = {}
     for t in sorted(need):
@@ -110,9 +117,14 @@ def account(v, eps):
         prev = times[k - 1] if k > 0 else first
         allowed += min(s(prev, t), stroke + eps) + stroke
     lost_to_reset = min(max(raw, 0.0), allowed)
+    at_stop_allowed = 0.0
+    for t in stop_starts:
+        k = bisect_left(times, t)
+        at_stop_allowed += min(s(times[k - 1] if k > 0 else first, t), stroke)
+    owed_at_stops = min(max(raw - lost_to_reset, 0.0), at_stop_allowed)
     # the pump gives whole strokes: less than one may still be owed at the end
-    owed = min(max(raw - lost_to_reset, 0.0), stroke)
-    unexplained = raw - lost_to_reset - owed
+    owed = min(max(raw - lost_to_reset - owed_at_stops, 0.0), stroke)
+    unexplained = raw - lost_to_reset - owed_at_stops - owed
     tolerance = eps + stall_allow
     # the stretches between strokes (I9)
     silent = []
@@ -141,6 +153,7 @@ def account(v, eps):
         "refused_nl": int(refused),
         "lost_to_reset_nl": int(lost_to_reset),
         "lost_to_reset_allowed_nl": int(allowed),
+        "owed_at_stops_nl": int(owed_at_stops),
         "owed_at_end_nl": int(owed),
         "unexplained_nl": int(unexplained),
         "tolerance_nl": int(tolerance),

@@ -16,7 +16,8 @@ from pump import eventlog as E
 from pump.schedule import BRIDGE
 
 from emulator import pumplog as L
-from emulator.scheduled import Scheduled, rate_table, rate_at, secs_to_change
+from emulator.clinic import Clinic
+from emulator.scheduled import Scheduled, rate_table, rate_at, secs_to_change, cut_spans
 from emulator.accounting import account
 
 DAY = 86400000
@@ -54,12 +55,25 @@ class RunView:
         self.restarts = L.restarts(self.raw_events)
         self.first_prog = self.progs[0][0] if self.progs else None
         self.days = self.end / DAY
+        # what the clinic asked and the pump accepted, on the pump's clock:
+        # the boluses owed and the suspensions are judged from these, not
+        # from what the pump logged (unless commands came over the link)
+        self.clinic = Clinic(w)
+        c = self.clinic
+        self.asked = [(pt(t), kind, code, nl, ms) for t, kind, code, nl, ms in c.asked_boluses()]
+        self.suspensions = [(pt(t0), pt(t1)) for t0, t1 in c.suspensions(w.sc.duration_ms)]
+        self._boluses = None
 
     def pt(self, t):
         return t + t * self.ppm // 1000000
 
     def scheduled(self):
-        return Scheduled(self.progs, self.walls, self.raw_events)
+        """A new S(t) (it is read forward only): boluses as the clinic asked
+        them, each cut at a suspension or a restart while it ran."""
+        if self._boluses is None and not self.clinic.from_log:
+            ends = sorted([t0 for t0, _ in self.suspensions] + [self.pt(t) for t in self.w.restart_times])
+            self._boluses = cut_spans([(t, nl, ms) for t, _, _, nl, ms in self.asked], ends)
+        return Scheduled(self.progs, self.walls, self.raw_events, boluses=self._boluses)
 
     def fastest(self):
         """The fastest basal plus the fastest the boluses ever ran together (nL/day)."""
@@ -134,13 +148,14 @@ def check_caps(v):
 # ---------------------------------------------------------------- I3 stops
 def check_stops(v):
     bad = []
+    stops = v.stops + [(t0, t1, "suspended by the clinic") for t0, t1 in v.suspensions]
     for t, nl, kind, conc in v.trace:
-        for t0, t1, why in v.stops:
+        for t0, t1, why in stops:
             # a stroke in the same millisecond a stop begins was decided before it
             if t0 < t < t1:
                 bad.append((t, why))
                 break
-    stops = [s for s in v.stops if s[1] > s[0]]
+    stops = [s for s in stops if s[1] > s[0]]
     stopped_ms = sum(min(t1, v.end) - t0 for t0, t1, _ in stops)
     name = "no stroke while stopped"
     covered = "%d stop intervals, %.1f h" % (len(stops), stopped_ms / HOUR)
@@ -455,8 +470,11 @@ def run_checks(w):
     v = RunView(w)
     eps = v.eps()
     acct = account(v, eps) if v.progs else None
+    from emulator.check_alarms import check_alarms
+    from emulator.check_clinic import check_asked
     out = [check_caps(v), check_stops(v), check_intervals(v, eps), check_real_day(v),
-           check_liveness(v, eps, acct), check_silent(v, eps, acct), check_dry(v)]
+           check_liveness(v, eps, acct), check_silent(v, eps, acct), check_dry(v), check_alarms(v),
+           check_asked(v)]
     if v.ppm:
         out.append(result("clock", "pump clock drift (not a firmware check)", OK,
                           "the pump's crystal runs %+d ppm: on true time it delivered about %+d nL more "

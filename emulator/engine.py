@@ -32,6 +32,7 @@ from emulator.events import describe
 from emulator.motor import MotorModel
 from emulator.patient import PatientModel, HOUR_MS
 from emulator.reservoir import ReservoirModel
+from emulator.sensorlog import SensorLog
 from emulator.store import StoreModel, PowerCut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if os is not None else None
@@ -84,6 +85,7 @@ class World:
         self.motor = MotorModel(self.clock, self.reservoir, self.catheter, self.battery,
                                 self.profile["stroke_nl"], seed=self.seed, **ph["motor"])
         self.annunciator = Annunciator(self.clock)
+        self.sensors = SensorLog(self)   # (before any pump is given the ports)
         self.events = []             # (t_ms, source, kind, code, detail)
         self.programs = []           # (t_ms, program dict as accepted, readback)
         self.samples = []            # (t_ms, level ng/mL, steady-state ng/mL or None)
@@ -94,6 +96,8 @@ class World:
         self.resets = 0
         self.arming = Arming()       # events placed by what the pump does (after, during, at_write)
         self.collisions = []         # (t_ms, event index, text): faults that could not be applied
+        self.commands = []           # (t_ms, name, args, error or None): what the clinic asked, and the answer
+        self.restart_times = []      # t_ms of each restart (not the first start): the world's own record
         self.store.on_write = self._store_wrote
         self.carried_refused = 0
         self.carried_forfeited = 0
@@ -132,8 +136,8 @@ class World:
                 old.close()
             p = SitlPump(self, os.path.join(BOARDS, self.sc.board + ".json"))
         else:
-            p = Pump(self.profile, clock=self.clock, motor=self.motor, pressure=self.catheter,
-                     battery=self.battery, store=self.store, annunciator=self.annunciator,
+            p = Pump(self.profile, clock=self.clock, motor=self.motor, pressure=self.sensors.pressure,
+                     battery=self.sensors.battery, store=self.store, annunciator=self.annunciator,
                      log_sink=self._sink)
         p.start(cause)
         return p
@@ -145,6 +149,8 @@ class World:
 
     def reboot(self, cause=RESET_SOFT):
         self.resets += 1
+        self.restart_times.append(self.clock.now)
+        self.sensors.restart()
         # the pump's own counters start again after a reset: keep what it had
         f = self.pump.facts()
         self.carried_refused += f["refused_strokes"]
@@ -154,7 +160,10 @@ class World:
                 self.pump = self._boot(cause)
                 break
             except PowerCut:   # a cut armed for the restart's own writes
+                self.log("world", "fault", "power_cut", "reset in the middle of a storage write during the restart")
                 self.resets += 1
+                self.restart_times.append(self.clock.now)
+                self.sensors.restart()
                 cause = RESET_POWER_ON
         self.next_wake = self.clock.now
 
@@ -187,6 +196,7 @@ class World:
         except Refused as e:
             res, err = None, "refused: " + (REFUSAL_NAMES[e.code] if 0 <= e.code < len(REFUSAL_NAMES) else str(e.code))
         self.log("clinic", "command", name, "ok" if err is None else err)
+        self.commands.append((self.clock.now, name, args, err))
         self.cycle()
         return res, err
 

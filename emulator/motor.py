@@ -36,6 +36,7 @@ class MotorModel:
         self.commanded = 0
         self.stalls = 0
         self.dry = 0               # strokes completed with the reservoir really empty
+        self.stall_times = []      # t_ms of every stalled stroke (the judge's I7)
         self._last = COMPLETED
 
     def _volume(self):
@@ -55,6 +56,7 @@ class MotorModel:
             if self.stall_next > 0:
                 self.stall_next -= 1
             self.stalls += 1
+            self.stall_times.append(self.clock.now)
             self._last = STALLED
             return
         if self.jam_after > 0:

@@ -87,6 +87,7 @@ def build(w, other_trace=None):
             "refused_nl": a.get("refused_nl", 0),
             "forfeited_nl": sum(a.get("forfeited_by_stop_nl", {}).values()),
             "lost_to_reset_nl": a.get("lost_to_reset_nl", 0),
+            "owed_at_stops_nl": a.get("owed_at_stops_nl", 0),
             "owed_at_end_nl": a.get("owed_at_end_nl", 0),
             "unexplained_nl": a.get("unexplained_nl", 0),
             "stalled_strokes": w.motor.stalls,
@@ -155,6 +156,8 @@ def summary(report, out_dir=None, wall_s=None, plots=True):
             parts.append("%s refused by the limits" % _vol(acct["refused_nl"]))
         if acct["lost_to_reset_nl"]:
             parts.append("%s lost to %d restart(s)" % (_vol(acct["lost_to_reset_nl"]), acct["restarts"]))
+        if acct.get("owed_at_stops_nl"):
+            parts.append("%s owed when a stop began" % _vol(acct["owed_at_stops_nl"]))
         if acct["owed_at_end_nl"]:
             parts.append("%s owed at the end" % _vol(acct["owed_at_end_nl"]))
         parts.append("%s unexplained (allowed %s)" % (_vol(acct["unexplained_nl"]), _vol(acct["tolerance_nl"])))

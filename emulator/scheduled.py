@@ -48,29 +48,46 @@ def secs_to_change(table, tod):
     return 86400 - tod + table[0][0]
 
 
-def bolus_spans(raw_events):
-    """[(t0, duration ms, volume nL)] of the boluses and primes granted, each
-    cut short at the first suspend or restart while it ran."""
-    ends = [t for t, kind, code, a, b in raw_events if kind in (E.SUSPEND, E.RESET)]
+def daily_nl(prog):
+    """What a program gives in a whole day (nL): a bridge runs at this rate."""
+    table = rate_table(prog)
+    total = 0
+    for i, (start, rate) in enumerate(table):
+        end = table[i + 1][0] if i + 1 < len(table) else 86400
+        total += rate * (end - start)
+    return total // 86400
+
+
+def cut_spans(grants, ends):
+    """grants: [(t0, volume nL, duration ms)]; ends: times a running bolus is
+    cancelled (a suspend, a restart). -> [(t0, duration ms, volume nL)], each
+    cut short at the first end while it ran: what had run by then is owed,
+    the rest is cancelled."""
     out = []
-    for t, kind, code, a, b in raw_events:
-        if kind in (E.BOLUS, E.PRIME):
-            d = b * 1000
-            cut = [x for x in ends if t < x < t + d]
-            if cut:
-                # what had run by then: the rest is cancelled, not owed
-                el = cut[0] - t
-                out.append((t, el, a * el // d if d else a))
-            else:
-                out.append((t, d, a))
+    for t, a, d in grants:
+        cut = [x for x in ends if t < x < t + d]
+        if cut:
+            el = cut[0] - t
+            out.append((t, el, a * el // d if d else a))
+        else:
+            out.append((t, d, a))
     return out
+
+
+def bolus_spans(raw_events):
+    """The boluses and primes as the pump's own log tells them (a served run,
+    the plots), cut at the suspends and restarts it logged."""
+    ends = [t for t, kind, code, a, b in raw_events if kind in (E.SUSPEND, E.RESET)]
+    return cut_spans([(t, a, b * 1000) for t, kind, code, a, b in raw_events if kind in (E.BOLUS, E.PRIME)], ends)
 
 
 class Scheduled:
     """S(t) for one run. programs: [(t, program dict, ...)] accepted; walls:
     [(t, wall_s at t)] after each change of the pump's wall clock."""
 
-    def __init__(self, programs, walls, raw_events):
+    def __init__(self, programs, walls, raw_events, boluses=None, bridges=None):
+        """boluses: [(t0, duration ms, nL)] owed (default: as the pump logged
+        them); bridges: [(t0, nL/day, t_end)] (default: the pump's bridge records)."""
         self.changes = []    # (t, what, value): 0 wall, 1 program, 2 bridge, 3 safe mode
         last = None
         for p in programs:
@@ -78,9 +95,14 @@ class Scheduled:
             last = p[1]
         for t, wall in walls:
             self.changes.append((t, 0, wall - t // 1000))
-        self.boluses = bolus_spans(raw_events)
+        self.boluses = bolus_spans(raw_events) if boluses is None else boluses
+        if bridges is not None:
+            for t0, rate, t1 in bridges:
+                self.changes.append((t0, 2, rate))
+                if t1 is not None:
+                    self.changes.append((t1, 2, None))
         for t, kind, code, a, b in raw_events:
-            if kind == E.BRIDGE:
+            if kind == E.BRIDGE and bridges is None:
                 self.changes.append((t, 2, b if code == 0 else None))
             elif kind == E.STORAGE and code == SAFE_MODE:
                 self.changes.append((t, 3, a))

@@ -54,7 +54,7 @@ class SitlPump:
         self.ports = {
             "clock.ticks_ms": clock.ticks_ms, "clock.wall_s": clock.wall_s, "clock.set_wall": clock.set_wall,
             "motor.stroke": w.motor.stroke, "motor.result": w.motor.result,
-            "pressure.read": w.catheter.read, "battery.level": w.battery.level,
+            "pressure.read": w.sensors.pressure.read, "battery.level": w.sensors.battery.level,
             "store.read": lambda k: (lambda v: None if v is None else hexlify(v).decode())(store.read(k)),
             "store.write": lambda k, h: store.write(k, unhexlify(h)),
             "annunciator.sound": w.annunciator.sound,
@@ -127,7 +127,7 @@ class SitlPump:
         # a wake-up reads the gauge once and the last stroke's result, both
         # before it strokes: they come with the command (fewer round trips)
         w = self.w
-        return self._do("cycle %d %d" % (w.battery.level(), w.motor.result()))
+        return self._do("cycle %d %d" % (w.sensors.battery.level(), w.motor.result()))
 
     def facts(self):
         return self._do("facts")

@@ -35,9 +35,10 @@ MP_PACKAGE = "@micropython/micropython-webassembly-pyscript"
 MP_DIR = os.path.join(LAB, "node_modules", *MP_PACKAGE.split("/"))
 DOCS = os.path.join(ROOT, "docs", "lab")
 # the emulator modules the page runs (the rest need CPython: TOML, csv, plots, pipes)
-EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "checks", "clock",
-                    "engine", "events", "expect", "lab", "motor", "patient", "preset", "prng", "pumplog",
-                    "reservoir", "scheduled", "sortedsearch", "store")
+EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "check_alarms",
+                    "check_clinic", "checks", "clinic", "clock", "engine", "events", "expect", "lab", "motor",
+                    "patient", "preset", "prng", "pumplog", "reservoir", "scheduled", "sensorlog",
+                    "sortedsearch", "store")
 DEFAULT_PORT = 8765
 
 
@@ -50,6 +51,35 @@ def npm_ci(quiet=True):
     (npm ci, from package-lock.json) unless it is there. -> its folder."""
     if os.path.exists(os.path.join(MP_DIR, "micropython.mjs")):
         return MP_DIR
+    with _Lock(os.path.join(LAB, ".npm-ci.lock")):     # two test processes, one install
+        if os.path.exists(os.path.join(MP_DIR, "micropython.mjs")):
+            return MP_DIR
+        return _npm_ci(quiet)
+
+
+class _Lock:
+    """An exclusive lock on a file, where the system has one (fcntl)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.f = open(self.path, "w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.f is not None:
+            self.f.close()      # (closing lets the lock go)
+        return False
+
+
+def _npm_ci(quiet):
     npm = shutil.which("npm")
     if npm is None:
         raise LabError("the lab needs npm (Node.js) to install %s once; install nodejs and npm" % MP_PACKAGE)
