@@ -88,7 +88,9 @@ def row_of(index, name, rep, events, facts=None):
     return {
         "run": index, "name": name, "seed": rep["scenario"]["seed"],
         "status": "fail" if real else ("void" if void else "pass"),
-        "failed": real, "void": [e["detail"] for e in rep["expectations"] if e["status"] == "fail"],
+        "failed": real,
+        "detail": {c["id"]: c["detail"] for c in rep["invariants"] if c["id"] in real},
+        "void": [e["detail"] for e in rep["expectations"] if e["status"] == "fail"],
         "checks": checks,
         "faults": [code for _, code in rep["world"]],
         "generated": (facts or {}).get("faults", []),
