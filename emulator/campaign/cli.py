@@ -33,6 +33,9 @@ def parser():
                          "firmware in a micropython process per run (SITL)")
     ap.add_argument("--shrink-per-check", type=int, default=None, metavar="N",
                     help="shrink at most N failing runs per check (default 3; the rest are in runs.csv)")
+    ap.add_argument("--pump", metavar="MODULE:CLASS",
+                    help="run another Pump class (a planted bug, to prove the campaign finds it); the module "
+                         "must be importable on every worker")
     ap.add_argument("--no-html", action="store_true", help="campaign.json and runs.csv only")
     ap.add_argument("--quiet", action="store_true", help="no progress line, no summary")
     return ap
@@ -72,7 +75,7 @@ def main(argv=None):
     if runs < 1 or (args.workers is not None and args.workers < 0):
         print("pump-emu campaign: --runs must be 1 or more, --workers 0 or more", file=sys.stderr)
         return EXIT_BAD
-    c = D.Campaign(spec, out, runs, seed, runtime or "cpython", quiet=args.quiet,
+    c = D.Campaign(spec, out, runs, seed, runtime or "cpython", pump=args.pump, quiet=args.quiet,
                    shrink_per_check=D.SHRINK_PER_CHECK if args.shrink_per_check is None else args.shrink_per_check)
     try:
         if args.workers == 0:

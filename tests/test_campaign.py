@@ -1,0 +1,203 @@
+"""Fault campaigns (pump-emu campaign, emulator/campaign/): proof that a small
+campaign finds a planted bug and shrinks it to a scenario of at most three
+events that fails the same check under `pump-emu run`, that the same campaign
+on the real pump finds nothing (on a 2-worker Dask LocalCluster), that the
+runs are the same whoever runs them, and that a stopped campaign resumes
+without redoing its finished runs.
+
+Budget: the whole file stays under a minute on two cores (short runs of 12 h
+to 1.5 days; 40 runs per campaign).
+"""
+import csv
+import json
+import os
+import tomllib
+
+import pytest
+
+import campaign_bugs
+from emulator import cli, engine
+from emulator.campaign import dask_runner, generate as G, run as RUN, spec as S
+from emulator.timeexpr import parse_time
+from test_micropython import needs_micropython
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPEC = os.path.join(HERE, "campaigns", "restart-alarms.toml")
+ROOT = os.path.dirname(HERE)
+LIBRARY = sorted(os.path.join(ROOT, "campaigns", f) for f in os.listdir(os.path.join(ROOT, "campaigns")))
+BUG = "campaign_bugs:AlarmsLostAtRestartPump"
+RUNS = 40
+
+
+def campaign(capsys, *argv):
+    code = cli.main(["campaign"] + [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def summary(out_dir):
+    with open(os.path.join(out_dir, "campaign.json")) as f:
+        return json.load(f)
+
+
+def rows(out_dir):
+    with open(os.path.join(out_dir, "runs.jsonl")) as f:
+        return [json.loads(line) for line in f if '"kind": "shrunk"' not in line]
+
+
+# --------------------------------------------------------------------------- the proof
+def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, monkeypatch):
+    """The alarm not latched across a restart: a pump that is stopped and
+    restarts comes back stopped and silent. 40 runs must find it and each
+    shrunk failure must be a scenario of at most 3 events that fails I9 under
+    `pump-emu run` on the buggy pump and passes on the real one."""
+    out = tmp_path / "bug"
+    code, text, err = campaign(capsys, SPEC, "--out", out, "--runs", RUNS, "--workers", 0, "--pump", BUG,
+                              "--no-html")
+    assert code == 1, (text, err)
+    s = summary(out)
+    assert s["runs_done"] == RUNS and s["complete"] and not s["interrupted"]
+    assert s["failed"] >= 3 and set(s["failures_by_check"]) == {"I9"}, s["failures_by_check"]
+    assert s["void"] == 0 and s["bad"] == 0, (s["void_runs"], s["bad_runs"])
+    assert len(s["shrunk"]) == dask_runner.SHRINK_PER_CHECK
+    for x in s["shrunk"]:
+        assert x["check"] == "I9" and x["events"] <= 3, x
+        assert os.path.dirname(x["file"]) == str(out / "failures")
+        with open(x["file"]) as f:
+            body = f.read()
+        assert body.startswith("# Fails check I9 (") and "# reproduce: pump-emu run " + x["file"] in body
+        assert len(tomllib.loads(body).get("events", [])) == x["events"]
+        assert "pump-emu run " + x["file"] in text       # the summary names the command
+        # reproducible: the file alone fails the same check through pump-emu run ...
+        with monkeypatch.context() as m:
+            m.setattr(engine, "Pump", campaign_bugs.AlarmsLostAtRestartPump)
+            code = cli.main(["run", x["file"], "--out", str(tmp_path / "re"), "--no-plots", "--quiet"])
+        rep = json.loads((tmp_path / "re" / "report.json").read_text())
+        assert code == 1 and "I9" in rep["verdict"]["failed"], rep["verdict"]
+        # ... and it is the bug that fails it: the real pump passes the same file
+        code = cli.main(["run", x["file"], "--out", str(tmp_path / "ok"), "--no-plots", "--quiet"])
+        assert code == 0, json.loads((tmp_path / "ok" / "report.json").read_text())["verdict"]
+    capsys.readouterr()
+
+
+def test_the_same_campaign_on_the_real_pump_finds_nothing_on_a_2_worker_dask_cluster(tmp_path, capsys):
+    out = tmp_path / "clean"
+    code, text, err = campaign(capsys, SPEC, "--out", out, "--runs", RUNS, "--workers", 2)
+    assert code == 0, (text, err)
+    s = summary(out)
+    assert s["workers"] == 2
+    assert (s["runs_done"], s["passed"], s["failed"], s["void"], s["bad"]) == (RUNS, RUNS, 0, 0, 0), s
+    assert s["shrunk"] == [] and not os.path.exists(out / "failures")
+    rs = rows(out)
+    assert sorted(r["run"] for r in rs) == list(range(RUNS))
+    # every run was judged: each check has a status, the ones every run covers say ok
+    for r in rs:
+        assert {"I1", "I1r", "I2", "I3", "I5", "I6", "I9"} <= set(r["checks"]), r
+        assert r["checks"]["I9"] == r["checks"]["I2"] == r["checks"]["I1"] == "ok", r
+        assert 0 < r["ratio"] <= 1.01 and 0 < r["worst_24h_to_cap"] <= 1, r
+    # the runs did what the spec asked for: refills, most at a new strength, restarts, faults
+    assert all("refill" in r["generated"] for r in rs)
+    assert sum("reset" in r["faults"] or "power_cut" in r["faults"] for r in rs) >= RUNS // 2
+    assert any(a == "program_required" for r in rs for a in r["alarms"])
+    with open(out / "runs.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == RUNS and {"seed", "faults", "ratio", "worst_24h_to_cap", "latency_min", "flags",
+                                   "checks"} <= set(table[0])
+    page = (out / "index.html").read_text()
+    assert page.count("<svg") >= 3 and "Failures by check" in page and "Alarm latency per fault" in page
+    # each run's scenario is kept and is a normal scenario file
+    assert len(os.listdir(out / "scenarios")) == RUNS
+    # the same seed gives the same runs without Dask, in this process
+    code, _, _ = campaign(capsys, SPEC, "--out", tmp_path / "loop", "--runs", 10, "--workers", 0, "--no-html")
+    assert code == 0
+    strip = lambda r: {k: v for k, v in r.items() if k != "wall_s"}      # noqa: E731
+    by_run = {r["run"]: strip(r) for r in rs}
+    for r in rows(tmp_path / "loop"):
+        assert strip(r) == by_run[r["run"]]
+
+
+# --------------------------------------------------------------------------- generation
+def test_generation_is_deterministic_and_every_scenario_loads(tmp_path):
+    spec = S.load(SPEC)
+    a = [G.generate(spec, 5, i)[1] for i in range(6)]
+    assert a == [G.generate(spec, 5, i)[1] for i in range(6)]
+    assert len(set(a)) == 6 and G.generate(spec, 6, 0)[1] != a[0]
+    from emulator.scenario import load
+    for i, text in enumerate(a):
+        p = tmp_path / ("g%d.toml" % i)
+        p.write_text(text)
+        sc = load(str(p))
+        assert 12 * 3600000 <= sc.duration_ms <= 36 * 3600000
+        # the refill falls where the spec puts it, 01:00 .. 10:00
+        evs = tomllib.loads(text)["events"]
+        refills = [e for e in evs if e["do"] == "refill"]
+        assert len(refills) == 1 and 3600000 <= parse_time(refills[0]["at"]) <= 36000000
+        assert len(sc.events) == len(evs)
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=[os.path.basename(p) for p in LIBRARY])
+def test_the_library_specs_make_good_scenarios(path):
+    spec = S.load(path)
+    assert spec["title"] and spec.get("description")
+    for i in range(5):
+        name, text, facts = G.generate(spec, 1, i)
+        assert name.startswith(os.path.basename(path)[:-5])
+    # one short run of each spec is judged, not just loaded
+    row, _ = RUN.run_index(spec, 1, 0)
+    assert row["status"] in ("pass", "fail") and row["checks"], row
+
+
+@pytest.mark.parametrize("body,key", [
+    ('runs = 5\n', "title"),
+    ('title = "t"\nduration = "1d"\n', "program"),
+    ('title = "t"\nduration = "1d"\nfrobs = 1\n[program]\nconcentration_ug_ml = 500\ndaily_dose_ug = 400\n', "frobs"),
+    ('title = "t"\nduration = {min = "2d", max = "1d"}\n[program]\nconcentration_ug_ml = 500\ndaily_dose_ug = 400\n',
+     "duration"),
+    ('title = "t"\nduration = "1d"\n[program]\nconcentration_ug_ml = 500\ndaily_dose_ug = 400\n'
+     '[[events]]\ndo = "dance"\n', "events[0].do"),
+    ('title = "t"\nduration = "1d"\n[program]\nconcentration_ug_ml = 500\ndaily_dose_ug = 400\n'
+     '[[events]]\ndo = "kink"\nseverity_pct = {min = 50, max = 500}\n', "severity_pct"),
+])
+def test_a_bad_spec_exits_2_naming_the_key(body, key, tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text(body)
+    code, out, err = campaign(capsys, p, "--out", tmp_path / "o", "--workers", 0)
+    assert code == 2 and str(p) in err and key in err, err
+    assert not os.path.exists(tmp_path / "o" / "runs.jsonl")
+
+
+# --------------------------------------------------------------------------- stop and resume
+def test_ctrl_c_keeps_partial_results_and_resume_does_only_the_rest(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "c"
+    real = dask_runner.run_index
+    ran = []
+
+    def interrupted_at_6(spec, seed, i, *a):
+        if i == 6:
+            raise KeyboardInterrupt
+        ran.append(i)
+        return real(spec, seed, i, *a)
+    monkeypatch.setattr(dask_runner, "run_index", interrupted_at_6)
+    code, text, _ = campaign(capsys, SPEC, "--out", out, "--runs", 10, "--workers", 0, "--seed", 3)
+    assert code == 130 and "--resume" in text
+    s = summary(out)
+    assert s["interrupted"] and s["runs_done"] == 6 and not s["complete"]
+    monkeypatch.setattr(dask_runner, "run_index", lambda *a: ran.append(a[2]) or real(*a))
+    ran.clear()
+    code, _, _ = campaign(capsys, "--resume", out, "--workers", 0)
+    assert code == 0 and ran == [6, 7, 8, 9]
+    s = summary(out)
+    assert s["complete"] and s["runs_done"] == 10 and s["seed"] == 3
+    assert sorted(r["run"] for r in rows(out)) == list(range(10))
+    # a resume with another seed would mix two campaigns: refused
+    code, _, err = campaign(capsys, "--resume", out, "--seed", 4, "--workers", 0)
+    assert code == 2 and "seed 3" in err
+
+
+@needs_micropython
+def test_a_run_under_micropython_gives_the_same_row():
+    spec = S.load(SPEC)
+    a, _ = RUN.run_index(spec, 1, 2)
+    b, _ = RUN.run_index(spec, 1, 2, runtime="micropython")
+    strip = lambda r: {k: v for k, v in r.items() if k != "wall_s"}      # noqa: E731
+    assert strip(a) == strip(b)
