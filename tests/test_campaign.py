@@ -24,7 +24,8 @@ from test_micropython import needs_micropython
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPEC = os.path.join(HERE, "campaigns", "restart-alarms.toml")
 ROOT = os.path.dirname(HERE)
-LIBRARY = sorted(os.path.join(ROOT, "campaigns", f) for f in os.listdir(os.path.join(ROOT, "campaigns")))
+LIBRARY = sorted(os.path.join(ROOT, "campaigns", f) for f in os.listdir(os.path.join(ROOT, "campaigns"))
+                 if f.endswith(".toml"))
 BUG = "campaign_bugs:AlarmsLostAtRestartPump"
 RUNS = 40
 

@@ -75,6 +75,13 @@ def main(argv=None):
     if runs < 1 or (args.workers is not None and args.workers < 0):
         print("pump-emu campaign: --runs must be 1 or more, --workers 0 or more", file=sys.stderr)
         return EXIT_BAD
+    if args.workers != 0:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            print("pump-emu campaign: Dask is not installed: pip install '.[campaign]' (or --workers 0 for a "
+                  "plain loop in this process)", file=sys.stderr)
+            return EXIT_BAD
     c = D.Campaign(spec, out, runs, seed, runtime or "cpython", pump=args.pump, quiet=args.quiet,
                    shrink_per_check=D.SHRINK_PER_CHECK if args.shrink_per_check is None else args.shrink_per_check)
     try:
