@@ -11,7 +11,7 @@ DEMO   ?= catheter-kink
 help:
 	@echo "make demo       run a scenario through the emulator (DEMO=$(DEMO)); summary + plots in out/demo"
 	@echo "make test       run the whole suite (CI profile)"
-	@echo "make bench      print the emulator's speed, the programmer link's round trip, fuzz rate and floods, board figures on 64-bit and 32-bit, the therapy history's capacity, the lab's speed, campaign runs/s on 1 and 2 Dask workers"
+	@echo "make bench      print the emulator's speed, the programmer link's round trip, fuzz rate and floods, board figures on 64-bit and 32-bit, the therapy history's capacity, the lab's speed"
 	@echo "make lab        the student lab: the pump in a web page (MicroPython WebAssembly); prints the URL (PORT=8765)"
 	@echo "make test-deep  run the property tests with many more examples"
 	@echo "make mpy BOARD=pico                    compile the firmware for a board (pico, pico2, esp32) into build/"
