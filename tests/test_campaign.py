@@ -202,3 +202,22 @@ def test_a_run_under_micropython_gives_the_same_row():
     b, _ = RUN.run_index(spec, 1, 2, runtime="micropython")
     strip = lambda r: {k: v for k, v in r.items() if k != "wall_s"}      # noqa: E731
     assert strip(a) == strip(b)
+
+
+def test_a_failure_whose_shrink_was_stopped_is_shrunk_on_resume(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "s"
+    real = dask_runner.shrink_task
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(dask_runner, "shrink_task", stopped)
+    code, _, _ = campaign(capsys, SPEC, "--out", out, "--runs", 8, "--workers", 0, "--pump", BUG, "--no-html")
+    assert code == 130
+    s = summary(out)
+    assert s["failed"] == 1 and s["shrunk"] == [] and s["interrupted"]
+    failing = s["failing_runs"][0]
+    monkeypatch.setattr(dask_runner, "shrink_task", real)
+    code, _, _ = campaign(capsys, "--resume", out, "--workers", 0, "--pump", BUG, "--no-html")
+    s = summary(out)
+    assert code == 1 and s["complete"] and s["failed"] >= 1
+    assert s["shrunk"][0]["run"] == failing and s["shrunk"][0]["check"] == "I9" and s["shrunk"][0]["events"] <= 3

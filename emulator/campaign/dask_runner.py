@@ -53,6 +53,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self.stream, self.quiet = stream, quiet
         self.last = 0
+        self.shown = None
 
     def rate(self):
         dt = time.perf_counter() - self.t0
@@ -70,6 +71,9 @@ class Progress:
         if self.quiet or (not force and now - self.last < 0.5):
             return
         self.last = now
+        if force and self.done == self.shown:
+            return          # the last line already said it
+        self.shown = self.done
         end = "\n" if force or not self.stream.isatty() else ""
         self.stream.write(("\r" if self.stream.isatty() else "") + self.line() + end)
         self.stream.flush()
@@ -107,6 +111,17 @@ class Campaign:
         self.shrinking = {}        # check -> how many shrinks were started
         for rec in self.journal.shrunk.values():
             self.shrinking[rec["check"]] = self.shrinking.get(rec["check"], 0) + 1
+        # failures of an earlier, stopped session whose shrink never came back: shrunk now
+        self.reshrink = []
+        for k in sorted(self.journal.rows):
+            r = self.journal.rows[k]
+            if r["status"] == "fail" and k not in self.journal.shrunk:
+                check = r["failed"][0]
+                path = os.path.join(out, "scenarios", r["name"] + ".toml")
+                if self.shrinking.get(check, 0) < shrink_per_check and os.path.exists(path):
+                    with open(path) as f:
+                        self.reshrink.append((k, (r["name"], f.read(), check)))
+                    self.shrinking[check] = self.shrinking.get(check, 0) + 1
         self.interrupted = False
         self.wall = 0.0
         self.workers = 0
@@ -143,6 +158,8 @@ class Campaign:
         t0 = time.perf_counter()
         self.workers = 0
         try:
+            for i, todo in self.reshrink:
+                self.shrunk(shrink_task(*todo, runtime=self.runtime, pump=self.pump), i)
             for i in self.pending:
                 row, text = run_index(self.spec, self.seed, i, self.runtime, self.pump)
                 todo = self.took(row, text)
@@ -176,6 +193,10 @@ class Campaign:
                                    key="run-%d-%d-%d" % (self.seed, i, time.time_ns() % 10 ** 9))
                 futs[fu.key] = ("run", i)
                 ac.add(fu)
+            for i, todo in self.reshrink:
+                sf = client.submit(shrink_task, *todo, runtime=self.runtime, pump=self.pump, pure=False)
+                futs[sf.key] = ("shrink", i)
+                ac.add(sf)
             for fu in ac:
                 kind, i = futs.pop(fu.key)
                 if kind == "run":
