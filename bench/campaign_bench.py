@@ -40,11 +40,15 @@ def on_dask(spec, workers):
         # warm each worker: its first run pays for the imports
         client.gather([client.submit(run_index, sf, 99, i, pure=False, workers=[w])
                        for i, w in enumerate(client.scheduler_info()["workers"])])
-        t0 = time.perf_counter()
-        futs = [client.submit(run_index, sf, 1, i, pure=False) for i in range(RUNS)]
-        for fu in as_completed(futs):
-            fu.result()
-        return start, time.perf_counter() - t0
+        best = None
+        for _ in range(2):              # the better of two on a shared machine, as for the loop
+            t0 = time.perf_counter()
+            futs = [client.submit(run_index, sf, 1, i, pure=False) for i in range(RUNS)]
+            for fu in as_completed(futs):
+                fu.result()
+            took = time.perf_counter() - t0
+            best = took if best is None else min(best, took)
+        return start, best
     finally:
         client.close()
         cluster.close()

@@ -221,3 +221,20 @@ def test_a_failure_whose_shrink_was_stopped_is_shrunk_on_resume(tmp_path, capsys
     s = summary(out)
     assert code == 1 and s["complete"] and s["failed"] >= 1
     assert s["shrunk"][0]["run"] == failing and s["shrunk"][0]["check"] == "I9" and s["shrunk"][0]["events"] <= 3
+
+
+def test_a_spec_on_a_library_base_keeps_its_events_and_drops_its_expectations(tmp_path):
+    p = tmp_path / "on-base.toml"
+    p.write_text('title = "kinks on top of the routine refill"\nbase = "catheter-kink"\nduration = "4d"\n'
+                 '[[events]]\ndo = "reset"\nat = {min = "01:00", max = "1d"}\n')
+    spec = S.load(str(p))
+    from emulator.scenario import find
+    with open(find("catheter-kink"), "rb") as f:
+        base = tomllib.load(f)
+    _, text, facts = G.generate(spec, 1, 0)
+    d = tomllib.loads(text)
+    assert d["duration"] == "4d 00:00:00" and "expect" not in d and facts["faults"] == ["reset"]
+    assert d["events"][:len(base["events"])] == base["events"] and d["events"][-1]["do"] == "reset"
+    assert d["start"] == base["start"]
+    row, _ = RUN.run_index(spec, 1, 0)
+    assert row["status"] in ("pass", "fail") and "reset" in row["faults"]

@@ -103,10 +103,9 @@ def check(raw, path="<campaign>"):
         if not isinstance(raw["base"], str):
             raise SpecError(path, "base", "must be a library scenario name or a path to a .toml file")
         base = raw["base"]
-        if not base.endswith(".toml") and not os.path.isabs(base):
-            pass
-        elif not os.path.isabs(base):
-            base = os.path.join(os.path.dirname(os.path.abspath(path)), base)
+        if base.endswith(".toml") and not os.path.isabs(base):
+            near = os.path.join(os.path.dirname(os.path.abspath(path)), base)      # beside the spec first
+            base = near if os.path.exists(near) else base
         try:
             bpath = find(base)
             with open(bpath, "rb") as f:
