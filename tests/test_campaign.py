@@ -81,10 +81,26 @@ def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, m
     capsys.readouterr()
 
 
-def test_the_same_campaign_on_the_real_pump_finds_nothing_on_a_2_worker_dask_cluster(tmp_path, capsys):
+def test_the_same_campaign_on_the_real_pump_finds_nothing_on_a_2_worker_dask_cluster(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """Stopped (Ctrl-C) after 15 runs and resumed, on Dask both times: the
+    partial results are kept and only the rest is run."""
     out = tmp_path / "clean"
+    took = dask_runner.Campaign.took
+
+    def ctrl_c_after_15(self, row, text):
+        if self.progress.done == 15:
+            raise KeyboardInterrupt
+        return took(self, row, text)
+    monkeypatch.setattr(dask_runner.Campaign, "took", ctrl_c_after_15)
     code, text, err = campaign(capsys, SPEC, "--out", out, "--runs", RUNS, "--workers", 2)
+    assert code == 130 and "--resume" in text, (text, err)
+    s = summary(out)
+    assert s["interrupted"] and s["runs_done"] == 15 and s["workers"] == 2 and s["failed"] == 0
+    monkeypatch.setattr(dask_runner.Campaign, "took", took)
+    code, text, err = campaign(capsys, "--resume", out, "--workers", 2)
     assert code == 0, (text, err)
+    assert "%d runs (15 done before), 2 worker(s)" % RUNS in err
     s = summary(out)
     assert s["workers"] == 2
     assert (s["runs_done"], s["passed"], s["failed"], s["void"], s["bad"]) == (RUNS, RUNS, 0, 0, 0), s
@@ -211,7 +227,7 @@ def test_a_failure_whose_shrink_was_stopped_is_shrunk_on_resume(tmp_path, capsys
     def stopped(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(dask_runner, "shrink_task", stopped)
-    code, _, _ = campaign(capsys, SPEC, "--out", out, "--runs", 8, "--workers", 0, "--pump", BUG, "--no-html")
+    code, _, _ = campaign(capsys, SPEC, "--out", out, "--runs", 4, "--workers", 0, "--pump", BUG, "--no-html")
     assert code == 130
     s = summary(out)
     assert s["failed"] == 1 and s["shrunk"] == [] and s["interrupted"]

@@ -47,8 +47,9 @@ class Journal:
 class Progress:
     """One line on stderr: runs done, failures, runs/s, ETA."""
 
-    def __init__(self, total, done, stream=sys.stderr, quiet=False):
+    def __init__(self, total, done, stream=None, quiet=False):
         self.total, self.done0, self.done = total, done, done
+        stream = stream or sys.stderr
         self.failures = 0
         self.t0 = time.perf_counter()
         self.stream, self.quiet = stream, quiet
@@ -97,7 +98,7 @@ class Campaign:
     """Everything one campaign run needs; run() with an executor of choice."""
 
     def __init__(self, spec, out, runs, seed, runtime="cpython", pump=None, quiet=False,
-                 shrink_per_check=SHRINK_PER_CHECK, stream=sys.stderr):
+                 shrink_per_check=SHRINK_PER_CHECK, stream=None):
         self.spec, self.out, self.runs, self.seed = spec, out, runs, seed
         self.runtime, self.pump, self.quiet = runtime, pump, quiet
         self.shrink_per_check = shrink_per_check
