@@ -90,11 +90,13 @@ def charts(rows):
                 lat[fault].append(m)
     if lat or missed:
         faults = sorted(set(lat) | set(missed))
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.boxplot([lat.get(f) or [float("nan")] for f in faults])
-        ax.set_xticks(range(1, len(faults) + 1))
-        ax.set_xticklabels(["%s\n(%d, %d no alarm)" % (f, len(lat.get(f, [])), missed[f]) for f in faults])
-        ax.set_ylabel("minutes to the alarm")
+        fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * len(faults)))
+        ax.boxplot([lat.get(f) or [float("nan")] for f in faults], vert=False)
+        ax.set_yticks(range(1, len(faults) + 1))
+        ax.set_yticklabels(["%s (%d; %d no alarm)" % (f, len(lat.get(f, [])), missed[f]) for f in faults])
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("minutes from the fault to its alarm")
         out.append(("Alarm latency per fault", _svg(fig)))
     band = [r["in_band_pct"] for r in rows if r.get("in_band_pct") is not None]
     if band:
