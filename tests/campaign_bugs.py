@@ -16,3 +16,13 @@ class AlarmsLostAtRestartPump(Pump):
             Pump._start(self, cause)
         finally:
             self.alarms.raise_ = real
+
+
+class RefillRaisesPump(Pump):
+    """A refill at a new strength raises out of the command interface (an
+    exception the firmware does not contain)."""
+
+    def refill(self, volume_nl, conc, residual_nl):
+        if self.reservoir.conc and conc != self.reservoir.conc:
+            raise ZeroDivisionError("planted: division by zero in a refill at a new strength")
+        return Pump.refill(self, volume_nl, conc, residual_nl)

@@ -254,3 +254,18 @@ def test_a_spec_on_a_library_base_keeps_its_events_and_drops_its_expectations(tm
     assert d["start"] == base["start"]
     row, _ = RUN.run_index(spec, 1, 0)
     assert row["status"] in ("pass", "fail") and "reset" in row["faults"]
+
+
+def test_a_run_that_raises_is_a_finding_shrunk_to_the_event_that_raises_it(tmp_path, capsys):
+    """An exception out of the pump is not the end of the campaign: the run
+    fails the pseudo-check `crash` and is shrunk like any other failure."""
+    out = tmp_path / "crash"
+    code, text, _ = campaign(capsys, SPEC, "--out", out, "--runs", 10, "--workers", 0, "--no-html",
+                             "--pump", "campaign_bugs:RefillRaisesPump", "--shrink-per-check", 1)
+    s = summary(out)
+    assert code == 1 and s["failures_by_check"].get("crash", 0) >= 1, s
+    x = s["shrunk"][0]
+    assert x["check"] == "crash" and "ZeroDivisionError" in x["detail"]
+    evs = tomllib.loads(open(x["file"]).read())["events"]
+    assert [e["do"] for e in evs] == ["refill"] and evs[0]["concentration_ug_ml"] == 2000
+    assert s["runs_done"] == 10 and s["passed"] >= 1        # the refills at the same strength still ran

@@ -12,7 +12,9 @@ import shutil
 import sys
 import time
 
-from emulator.campaign.run import run_index
+from emulator.campaign import spec as S
+from emulator.campaign.generate import generate
+from emulator.campaign.run import crash_row, run_index
 from emulator.campaign.shrink import shrink_task, write_failure
 
 SHRINK_PER_CHECK = 3       # failures shrunk per failing check (the rest are in runs.csv)
@@ -181,6 +183,10 @@ class Campaign:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
             client = Client(cluster)
+        # every local worker registered before counting them; a remote cluster: at least one
+        if not self.quiet and scheduler and not client.scheduler_info().get("workers"):
+            print("campaign: waiting for a worker on %s" % scheduler, file=self.progress.stream)
+        client.wait_for_workers(1 if scheduler else workers)
         self.workers = len(client.scheduler_info().get("workers", {}))
         if not self.quiet:
             print("campaign: %d runs (%d done before), %d worker(s) on %s" % (
@@ -201,14 +207,24 @@ class Campaign:
             for fu in ac:
                 kind, i = futs.pop(fu.key)
                 if kind == "run":
-                    row, text = fu.result()
+                    try:
+                        row, text = fu.result()
+                    except S.SpecError:
+                        raise
+                    except Exception as e:      # the worker died under it (KilledWorker, ...)
+                        name, text, facts = generate(self.spec, self.seed, i)
+                        row = crash_row(i, name, "%s: %s" % (type(e).__name__, e), facts)
                     todo = self.took(row, text)
                     if todo:
                         sf = client.submit(shrink_task, *todo, runtime=self.runtime, pump=self.pump, pure=False)
                         futs[sf.key] = ("shrink", i)
                         ac.add(sf)
                 else:
-                    self.shrunk(fu.result(), i)
+                    try:
+                        self.shrunk(fu.result(), i)
+                    except Exception as e:      # the failure stays in runs.csv, unshrunk
+                        print("campaign: shrinking run %d failed: %s: %s" % (i, type(e).__name__, e),
+                              file=self.progress.stream)
                 fu.release()
         except KeyboardInterrupt:
             self.interrupted = True

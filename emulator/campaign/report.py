@@ -91,7 +91,11 @@ def charts(rows):
     if lat or missed:
         faults = sorted(set(lat) | set(missed))
         fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * len(faults)))
-        ax.boxplot([lat.get(f) or [float("nan")] for f in faults], vert=False)
+        data = [lat.get(f) or [float("nan")] for f in faults]
+        try:
+            ax.boxplot(data, orientation="horizontal")
+        except TypeError:               # matplotlib before 3.10
+            ax.boxplot(data, vert=False)
         ax.set_yticks(range(1, len(faults) + 1))
         ax.set_yticklabels(["%s (%d; %d no alarm)" % (f, len(lat.get(f, [])), missed[f]) for f in faults])
         ax.set_xscale("symlog", linthresh=1)

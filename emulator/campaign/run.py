@@ -116,7 +116,16 @@ def run_generated(name, text, index=-1, runtime="cpython", pump=None, facts=None
     except ScenarioError as e:
         return {"run": index, "name": name, "status": "bad", "failed": [], "void": [], "checks": {},
                 "faults": [], "generated": (facts or {}).get("faults", []), "error": str(e)}
+    except Exception as e:       # the firmware or the emulator raised: a finding, shrunk like a failed check
+        return crash_row(index, name, "%s: %s" % (type(e).__name__, e), facts)
     return row_of(index, name, rep, events, facts)
+
+
+def crash_row(index, name, why, facts=None):
+    """A run that ended in an exception (or took its worker down): it fails the
+    pseudo-check `crash`."""
+    return {"run": index, "name": name, "status": "fail", "failed": ["crash"], "detail": {"crash": why},
+            "void": [], "checks": {}, "faults": [], "generated": (facts or {}).get("faults", []), "error": why}
 
 
 def run_index(spec, seed, index, runtime="cpython", pump=None):

@@ -26,6 +26,9 @@ DOS = {"program", "refill", "bolus", "patient_bolus", "prime", "suspend", "resum
 class SpecError(ScenarioError):
     """A bad campaign spec: the file, the key and the reason (exit status 2)."""
 
+    def __reduce__(self):           # raised on a Dask worker, it comes back whole
+        return (SpecError, (self.path, self.key, self.reason))
+
 
 def is_range(v):
     return isinstance(v, dict) and set(v) == {"min", "max"}
