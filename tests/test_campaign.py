@@ -83,8 +83,9 @@ def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, m
 
 def test_the_same_campaign_on_the_real_pump_finds_nothing_on_a_2_worker_dask_cluster(tmp_path, capsys,
                                                                                     monkeypatch):
-    """Stopped (Ctrl-C) after 15 runs and resumed, on Dask both times: the
-    partial results are kept and only the rest is run."""
+    """Stopped (Ctrl-C) after 15 runs on a local cluster of its own, and resumed
+    on a running cluster by its address: the partial results are kept and only
+    the rest is run."""
     out = tmp_path / "clean"
     took = dask_runner.Campaign.took
 
@@ -98,9 +99,13 @@ def test_the_same_campaign_on_the_real_pump_finds_nothing_on_a_2_worker_dask_clu
     s = summary(out)
     assert s["interrupted"] and s["runs_done"] == 15 and s["workers"] == 2 and s["failed"] == 0
     monkeypatch.setattr(dask_runner.Campaign, "took", took)
-    code, text, err = campaign(capsys, "--resume", out, "--workers", 2)
+    # resumed on a cluster that was already up, by its scheduler's address
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        code, text, err = campaign(capsys, "--resume", out, "--scheduler", cluster.scheduler_address)
     assert code == 0, (text, err)
-    assert "%d runs (15 done before), 2 worker(s)" % RUNS in err
+    assert "%d runs (15 done before), 2 worker(s) on %s" % (RUNS, cluster.scheduler_address) in err
     s = summary(out)
     assert s["workers"] == 2
     assert (s["runs_done"], s["passed"], s["failed"], s["void"], s["bad"]) == (RUNS, RUNS, 0, 0, 0), s
