@@ -274,3 +274,29 @@ def test_a_run_that_raises_is_a_finding_shrunk_to_the_event_that_raises_it(tmp_p
     evs = tomllib.loads(open(x["file"]).read())["events"]
     assert [e["do"] for e in evs] == ["refill"] and evs[0]["concentration_ug_ml"] == 2000
     assert s["runs_done"] == 10 and s["passed"] >= 1        # the refills at the same strength still ran
+
+
+def test_a_patient_table_and_faults_that_last(tmp_path):
+    p = tmp_path / "pop.toml"
+    p.write_text('title = "t"\nduration = "1d"\n[program]\nconcentration_ug_ml = 500\ndaily_dose_ug = 400\n'
+                 '[[patients]]\nhalf_life_h = 0.9\nclearance_ml_h = 13.0\n'
+                 '[[patients]]\nhalf_life_h = 5.0\nclearance_ml_h = {min = 60.0, max = 80.0}\n'
+                 '[[events]]\ndo = "block"\nat = "02:00"\nlasts = {min = "00:30", max = "01:00"}\n')
+    spec = S.load(str(p))
+    seen = set()
+    for i in range(12):
+        d = tomllib.loads(G.generate(spec, 1, i)[1])
+        pt = d["patient"]
+        assert pt == {"half_life_h": 0.9, "clearance_ml_h": 13.0} or (pt["half_life_h"] == 5.0
+                                                                      and 60 <= pt["clearance_ml_h"] <= 80), pt
+        seen.add(pt["half_life_h"])
+        block, release = d["events"]
+        assert (block["do"], release["do"]) == ("block", "release")
+        assert 1800000 <= parse_time(release["at"]) - parse_time(block["at"]) <= 3600000
+    assert seen == {0.9, 5.0}
+    row, _ = RUN.run_index(spec, 1, 0)
+    assert row["status"] == "pass" and [f for f, _ in row["latency_min"]] == ["block"], row
+    assert 0 <= row["latency_min"][0][1] < 30       # the occlusion alarm came while it lasted
+    p.write_text(p.read_text().replace('do = "block"', 'do = "stall"\nstrokes = 3'))
+    with pytest.raises(S.SpecError, match="lasts"):
+        S.load(str(p))

@@ -19,6 +19,10 @@ STROKE_NL = 250                 # boards/sim.json: the caps' headroom counts str
 MIN_MS = 60000
 DEFAULT_REPROGRAM_AFTER = {"min": "00:30", "max": "04:00"}
 DEFAULT_FLEX_STEPS = {"min": 2, "max": 4}
+# a fault with `lasts`: what ends it, that long after
+ENDED_BY = {"block": "release", "kink": "release", "disconnect": "revise_catheter", "leak": "revise_catheter",
+            "migrate": "revise_catheter", "jam": "repair_motor"}
+TEMPLATE_KEYS = ("do", "p", "count", "at", "during", "every", "series", "reprogram_after", "lasts")
 
 
 # --------------------------------------------------------------------------- values
@@ -190,7 +194,7 @@ def generate(spec, seed, index):
         for _ in range(draw(rng, tmpl.get("count", 1))):
             ev = {"do": tmpl["do"]}
             for k, v in tmpl.items():
-                if k not in ("do", "p", "count", "at", "during", "every", "series", "reprogram_after"):
+                if k not in TEMPLATE_KEYS:
                     ev[k] = draw(rng, v)
             if tmpl.get("every") is not None:
                 ev["count"] = draw(rng, tmpl.get("series", 2))
@@ -203,6 +207,11 @@ def generate(spec, seed, index):
             gap = draw(rng, tmpl.get("reprogram_after", DEFAULT_REPROGRAM_AFTER), time=True)
             heapq.heappush(heap, (t, seq, ev, gap // 1000 * 1000))
             seq += 1
+            if "lasts" in tmpl and tmpl["do"] in ENDED_BY:
+                end = t + draw(rng, tmpl["lasts"], time=True) // 1000 * 1000
+                if end <= duration:
+                    heapq.heappush(heap, (end, seq, {"do": ENDED_BY[tmpl["do"]]}, 0))
+                    seq += 1
     events = []
     while heap:
         t, _, ev, gap = heapq.heappop(heap)

@@ -16,7 +16,7 @@ TOP_KEYS = {"title", "description", "base", "runs", "duration", "start_time", "t
             "program", "patient", "patients", "physics", "events"}
 PROGRAM_KEYS = {"mode", "concentration_ug_ml", "daily_dose_ug", "headroom_pct", "max_hourly_ug",
                 "patient_bolus", "patient_bolus_p", "safe_rate_pct", "flex_steps"}
-EVENT_COMMON = {"do", "p", "count", "at", "during", "every", "series", "reprogram_after"}
+ENDED_BY = {"block", "kink", "disconnect", "leak", "migrate", "jam"}     # generate.ENDED_BY's keys
 DOS = {"program", "refill", "bolus", "patient_bolus", "prime", "suspend", "resume", "acknowledge", "silence",
        "alarm_test", "set_clock", "clock_jump", "kink", "block", "release", "disconnect", "leak", "migrate",
        "revise_catheter", "stall", "jam", "repair_motor", "battery_drop", "reset", "reset_during_write", "dst",
@@ -171,7 +171,10 @@ def check(raw, path="<campaign>"):
                 continue
             if k == "program":
                 raise SpecError(path, where + ".program", "a program event draws from [program]; give no program here")
-            _check_value(path, where + "." + k, v, time=k in ("at", "every", "reprogram_after"))
+            _check_value(path, where + "." + k, v, time=k in ("at", "every", "reprogram_after", "lasts"))
+        if "lasts" in ev and ev["do"] not in ENDED_BY:
+            raise SpecError(path, where + ".lasts", "only a fault that something ends takes `lasts` (%s)"
+                            % ", ".join(sorted(ENDED_BY)))
         if "during" in ev and ev["during"] not in ("refill", "program", "bolus", "prime"):
             raise SpecError(path, where + ".during", "a generated event can be placed during refill, program, "
                                                      "bolus or prime")
