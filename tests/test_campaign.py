@@ -200,13 +200,13 @@ def test_ctrl_c_keeps_partial_results_and_resume_does_only_the_rest(tmp_path, ca
         ran.append(i)
         return real(spec, seed, i, *a)
     monkeypatch.setattr(dask_runner, "run_index", interrupted_at_6)
-    code, text, _ = campaign(capsys, SPEC, "--out", out, "--runs", 10, "--workers", 0, "--seed", 3)
+    code, text, _ = campaign(capsys, SPEC, "--out", out, "--runs", 10, "--workers", 0, "--seed", 3, "--no-html")
     assert code == 130 and "--resume" in text
     s = summary(out)
     assert s["interrupted"] and s["runs_done"] == 6 and not s["complete"]
     monkeypatch.setattr(dask_runner, "run_index", lambda *a: ran.append(a[2]) or real(*a))
     ran.clear()
-    code, _, _ = campaign(capsys, "--resume", out, "--workers", 0)
+    code, _, _ = campaign(capsys, "--resume", out, "--workers", 0, "--no-html")
     assert code == 0 and ran == [6, 7, 8, 9]
     s = summary(out)
     assert s["complete"] and s["runs_done"] == 10 and s["seed"] == 3
