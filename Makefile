@@ -37,6 +37,7 @@ bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board_bench.py
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/board32_bench.py
 	$(BIN)/python bench/lab_bench.py
+	$(BIN)/python bench/campaign_bench.py
 
 lab: $(STAMP)
 	$(BIN)/python -m host_tools.lab $(if $(PORT),--port $(PORT))

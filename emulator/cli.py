@@ -248,6 +248,9 @@ def main(argv=None):
 
 
 def _main(argv=None):
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["campaign"]:     # docs/campaigns.md
+        from emulator.campaign import main as campaign
+        return campaign((sys.argv[1:] if argv is None else list(argv))[1:])
     ap = argparse.ArgumentParser(prog="pump-emu", description=__doc__.split("\n")[0],
                                  epilog="Educational, non-medical model. See docs/emulator.md and docs/scenarios.md.")
     sub = ap.add_subparsers(dest="cmd", required=True)
