@@ -27,9 +27,26 @@ def apply_start(w):
 
 def program(w, a):
     prog = dict(a["program"])
+    before = w.resets
     res, err = w.command("program", w.pump.program_now, prog)
     if err is None:
         w.programs.append((w.clock.now, prog, res.readback()))
+    elif w.resets != before:
+        # the reset cut a write after the program was saved: if the pump
+        # came back with it, it is in force from now, whatever the answer was
+        now = w.pump.status()["program"]
+        asked = _readback_of(w, prog)
+        if now is not None and asked is not None and now == asked:
+            w.programs.append((w.clock.now, prog, now))
+
+
+def _readback_of(w, prog):
+    """What the pump reads back for this program (its own validation), or None."""
+    from pump.program import validate, ProgramError
+    try:
+        return validate(prog, w.profile["stroke_nl"]).readback()
+    except (ProgramError, TypeError, ValueError, KeyError):
+        return None
 
 
 def refill(w, a):

@@ -17,6 +17,7 @@ from pump.schedule import BRIDGE
 
 from emulator import pumplog as L
 from emulator.clinic import Clinic
+from emulator.refusals import unjustified as unjustified_refusals
 from emulator.scheduled import Scheduled, rate_table, rate_at, secs_to_change, cut_spans
 from emulator.accounting import account
 
@@ -401,7 +402,8 @@ def _quiet_stretches(v):
     2 min after (the pump's re-check and stroke-feedback times); a restart
     until 2 min after the first stroke after it; a bolus until a day after its
     end (the caps may hold basal back behind it); a stop from a little before
-    it began (a stalled stroke and its retries come first) until 2 min after it."""
+    it began (a stalled stroke and its retries come first) until 2 min after it;
+    a run of refusals from its first to 2 min after its last."""
     profile, events, end, times = v.profile, v.events, v.end, v.times
     max_sleep = profile.get("max_sleep_ms", 600000)
     lead = (profile.get("stall_retries", 2) + 1) * (profile.get("stall_retry_ms", 1000)
@@ -419,6 +421,8 @@ def _quiet_stretches(v):
             marks.append((t, t + 120000))
     for t0, t1, _ in v.stops:
         marks.append((t0 - lead, t1 + 120000))
+    for t0, t1 in v.refusing:       # the governor holding strokes back: a stated cause, not quiet
+        marks.append((t0, t1 + 120000))
     for t, kind, code, a, b in v.raw_events:
         if kind in (E.BOLUS, E.PRIME):
             marks.append((t, t + b * 1000 + DAY))
@@ -448,12 +452,15 @@ def check_silent(v, eps, acct):
         return result("I9", name, NOT_CHECKED, "no program was ever in force: nothing was owed", "0 gaps")
     silent = L.silent_stops(v.raw_events, v.stops, v.progs)
     _, unalarmed = L.refusals_alarmed(v.raw_events, v.refusing)
+    untrue = unjustified_refusals(v)
     gaps = acct["gaps"]
     bad = None
     if silent:
         bad = "the %s stop at %d ms had no alarm up" % (silent[0][1], silent[0][0])
     elif unalarmed:
         bad = "strokes refused from %d ms with no dose_limit alarm up" % unalarmed[0][0]
+    elif untrue:
+        bad = "at %d ms strokes %s" % untrue[0]
     elif acct["silent_gaps"]:
         g = acct["silent_gaps"][0]
         bad = ("no stroke from %d to %d ms while %d nL were scheduled, with no stop, refusal or restart to "
@@ -462,7 +469,8 @@ def check_silent(v, eps, acct):
                   bad or "%d stretches between strokes judged, longest unexplained %.0f nL (allowed %d)"
                   % (gaps, acct["worst_gap_nl"], acct["gap_allowed_nl"]),
                   "%d stretches between strokes over %.1f days" % (gaps, acct["judged_days"]),
-                  silent_stops=len(silent) + len(unalarmed), silent_gaps=acct["silent_gaps_n"])
+                  silent_stops=len(silent) + len(unalarmed), silent_gaps=acct["silent_gaps_n"],
+                  refusals_without_cause=len(untrue))
 
 
 def run_checks(w):

@@ -43,10 +43,16 @@ def stop_intervals(raw_events, end):
 
 def refusal_runs(raw_events, end):
     """[(t0, t1)]: the governor refusing strokes, from the first refusal of a
-    stroke to the record that ends the run (its code 0)."""
+    stroke to the record that ends the run (its code 0) or a restart."""
     out = []
     t0 = None
     for t, kind, code, a, b in raw_events:
+        if kind == E.RESET and t0 is not None:
+            # a restarted pump has refused nothing yet: its next refusal
+            # begins a run of its own (with its alarm)
+            out.append((t0, t))
+            t0 = None
+            continue
         if kind != E.REFUSAL or a != E.REQ_STROKE:
             continue
         if code == 0:
@@ -114,5 +120,7 @@ def refusals_alarmed(raw_events, runs):
     """The refusal runs with the dose_limit alarm up, and those without."""
     ok, bad = [], []
     for t0, t1 in runs:
+        if t1 <= t0:     # ended in the same ms (a restart): nothing was held back
+            continue
         (ok if alarm_up(raw_events, A.DOSE_LIMIT, t0) else bad).append((t0, t1))
     return ok, bad

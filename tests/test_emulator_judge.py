@@ -583,3 +583,24 @@ def test_a_pump_that_does_not_do_as_ordered_fails(name, bug, check, why, tmp_pat
     code, rep, _, _ = run(capsys, path, tmp_path / "bug")
     c = [c for c in rep["invariants"] if c["id"] == check][0]
     assert code == 1 and c["status"] == "fail" and why in c["detail"], c
+
+
+# --------------------------------------------------------------------------- I9: refusals must be true
+class HalfHourlyCapPump(Pump):
+    """Its governor holds the hourly cap at half the program's, and says
+    dose_limit: a refusal with its alarm up, and room under the real cap."""
+
+    def _apply_limits(self):
+        Pump._apply_limits(self)
+        self.governor.cap_hour //= 2
+
+
+def test_refusals_with_room_under_the_caps_fail_i9(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, "caps", scenario(duration="1d"))
+    code, rep, _, _ = run(capsys, path, tmp_path)
+    assert code == 0 and statuses(rep)["I9"] == "ok"
+    monkeypatch.setattr(engine, "Pump", HalfHourlyCapPump)
+    code, rep, _, _ = run(capsys, path, tmp_path / "bug")
+    i9 = [c for c in rep["invariants"] if c["id"] == "I9"][0]
+    assert code == 1 and i9["status"] == "fail" and "1 h cap with" in i9["detail"], i9
+    assert rep["accounting"]["refused_nl"] > 0          # the pump's refusals: logged, alarmed, untrue
