@@ -37,7 +37,7 @@ DOCS = os.path.join(ROOT, "docs", "lab")
 # the emulator modules the page runs (the rest need CPython: TOML, csv, plots, pipes)
 EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "check_alarms",
                     "check_clinic", "checks", "clinic", "clock", "engine", "events", "expect", "lab", "motor",
-                    "patient", "preset", "prng", "pumplog", "reservoir", "scheduled", "sensorlog",
+                    "patient", "preset", "prng", "pumplog", "refusals", "reservoir", "scheduled", "sensorlog",
                     "sortedsearch", "store")
 DEFAULT_PORT = 8765
 
