@@ -38,6 +38,7 @@ def program(w, a):
         asked = _readback_of(w, prog)
         if now is not None and asked is not None and now == asked:
             w.programs.append((w.clock.now, prog, now))
+            w.took_effect.add(len(w.commands) - 1)
 
 
 def _readback_of(w, prog):
@@ -64,7 +65,11 @@ def refill(w, a):
         if real_conc != told_conc:
             w.log("world", "fault", "wrong_concentration",
                   "reservoir filled at %d ug/mL, pump told %d ug/mL" % (real_conc, told_conc))
-    w.command("refill", w.pump.refill, vol, told_conc, reported)
+    before = w.resets
+    res, err = w.command("refill", w.pump.refill, vol, told_conc, reported)
+    if err is not None and w.resets != before and w.pump.status()["concentration_ug_ml"] == told_conc:
+        # cut by a reset, but the restarted pump knows the new strength: it was told
+        w.took_effect.add(len(w.commands) - 1)
 
 
 ACTIONS = {

@@ -63,6 +63,7 @@ class RunView:
         c = self.clinic
         self.asked = [(pt(t), kind, code, nl, ms) for t, kind, code, nl, ms in c.asked_boluses()]
         self.suspensions = [(pt(t0), pt(t1)) for t0, t1 in c.suspensions(w.sc.duration_ms)]
+        self.mismatches = [(pt(t0), pt(t1)) for t0, t1 in c.strength_mismatches(w.raw_events, w.sc.duration_ms)]
         self._boluses = None
 
     def pt(self, t):
@@ -149,7 +150,8 @@ def check_caps(v):
 # ---------------------------------------------------------------- I3 stops
 def check_stops(v):
     bad = []
-    stops = v.stops + [(t0, t1, "suspended by the clinic") for t0, t1 in v.suspensions]
+    stops = (v.stops + [(t0, t1, "suspended by the clinic") for t0, t1 in v.suspensions]
+             + [(t0, t1, "a drug of another strength than the program's") for t0, t1 in v.mismatches])
     for t, nl, kind, conc in v.trace:
         for t0, t1, why in stops:
             # a stroke in the same millisecond a stop begins was decided before it

@@ -35,7 +35,10 @@ def dead_volume(programs, t, profile):
 class Clinic:
     def __init__(self, w):
         self.from_log = bool(getattr(w, "link_commands", False))
-        self.commands = list(w.commands)
+        # a command a reset cut short whose effect the restarted pump holds
+        # counts as answered (engine: took_effect)
+        took = getattr(w, "took_effect", ())
+        self.commands = [(t, n, args, None if i in took else err) for i, (t, n, args, err) in enumerate(w.commands)]
         self.programs = w.programs
         self.profile = w.profile
 
@@ -92,6 +95,31 @@ class Clinic:
         for t, name, args, err in self.commands:
             if name == "refill" and (err is None or t in logged):
                 out.append((t, args[0], args[1]))
+        return out
+
+    def strength_mismatches(self, raw_events, end):
+        """[(t0, t1)]: from a refill told a strength the program in force was
+        not written for, until a program for that strength: the pump must not
+        stroke in between (it cannot dose a drug its program does not know)."""
+        changes = [(t, 0, conc) for t, nl, conc in self.refills(raw_events)]
+        changes += [(t, 1, prog["concentration_ug_ml"]) for t, prog, _ in self.programs]
+        changes.sort()
+        out = []
+        drug = prog = None
+        t0 = None
+        for t, what, conc in changes:
+            if what == 0:
+                drug = conc
+            else:
+                prog = conc
+            bad = drug is not None and prog is not None and drug != prog
+            if bad and t0 is None:
+                t0 = t
+            elif not bad and t0 is not None:
+                out.append((t0, t))
+                t0 = None
+        if t0 is not None:
+            out.append((t0, end + 1))
         return out
 
     def patient_bolus_rules(self):

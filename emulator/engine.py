@@ -97,6 +97,7 @@ class World:
         self.arming = Arming()       # events placed by what the pump does (after, during, at_write)
         self.collisions = []         # (t_ms, event index, text): faults that could not be applied
         self.commands = []           # (t_ms, name, args, error or None): what the clinic asked, and the answer
+        self.took_effect = set()     # indices in commands: cut by a reset, yet the restarted pump holds them
         self.restart_times = []      # t_ms of each restart (not the first start): the world's own record
         self.store.on_write = self._store_wrote
         self.carried_refused = 0

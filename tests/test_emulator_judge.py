@@ -559,6 +559,14 @@ class SuspendsItselfPump(Pump):
         return Pump.cycle(self)
 
 
+class KeepsOldStrengthPump(Pump):
+    """Told of a refill at a new strength, keeps the strength it had: the old
+    program goes on with a drug it was not written for."""
+
+    def refill(self, volume_nl, conc, *args):
+        return Pump.refill(self, volume_nl, self.reservoir.conc or conc, *args)
+
+
 def _orders():
     return scenario(duration="2d", events=[
         {"at": "0d 10:00", "do": "bolus", "dose_ug": 5, "duration_min": 60},
@@ -570,6 +578,7 @@ ORDER_BUGS = [
     ("patient-bolus-lockout", NoLockoutPump, "I8", "lockout"),
     ("orders", SuspendIgnoredPump, "I3", "suspended by the clinic"),
     ("orders", SuspendsItselfPump, "I8", "suspended itself"),
+    ("bridge-concentration-change", KeepsOldStrengthPump, "I3", "another strength than the program's"),
 ]
 
 
