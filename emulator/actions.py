@@ -65,11 +65,14 @@ def refill(w, a):
         if real_conc != told_conc:
             w.log("world", "fault", "wrong_concentration",
                   "reservoir filled at %d ug/mL, pump told %d ug/mL" % (real_conc, told_conc))
-    before = w.resets
+    before, believed = w.resets, w.pump.facts()["reservoir_nl"]
     res, err = w.command("refill", w.pump.refill, vol, told_conc, reported)
-    if err is not None and w.resets != before and w.pump.status()["concentration_ug_ml"] == told_conc:
-        # cut by a reset, but the restarted pump knows the new strength: it was told
-        w.took_effect.add(len(w.commands) - 1)
+    if err is not None and w.resets != before:
+        st = w.pump.status()
+        if st["concentration_ug_ml"] == told_conc and st["fill_nl"] == vol and st["reservoir_nl"] > believed:
+            # cut by a reset, but the restarted pump holds this fill (only a
+            # refill makes it believe it holds more than before): it was told
+            w.took_effect.add(len(w.commands) - 1)
 
 
 ACTIONS = {

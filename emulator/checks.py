@@ -328,27 +328,71 @@ def _forward_jumps(v):
     return out
 
 
-# ---------------------------------------------------------------- I5 dry strokes
+# ---------------------------------------------------------------- I5 the reservoir's count
 def check_dry(v):
-    """A dry stroke is the pump's fault unless a pocket fill told it of drug
-    that never arrived (it cannot know), until the next real refill."""
-    refills = sorted((v.pt(e.t_ms), bool(e.args.get("pocket_fill"))) for e in v.w.sc.events if e.do == "refill")
-    dry_times = [t for t, nl, kind, conc in v.trace if nl == 0]
-    unexplained = 0
-    for t in dry_times:
-        before = [pocket for rt, pocket in refills if rt <= t]
-        if not (before and before[-1]):
-            unexplained += 1
-    dry = len(dry_times)
-    name = "no stroke from an empty reservoir"
-    covered = "%d strokes" % len(v.trace)
+    """The pump's count of its reservoir, held against the world's: the
+    volume it was told at each refill less the strokes it commanded since.
+    - A stroke that found the reservoir really empty is the pump's fault only
+      if by that count it had no stroke left above its empty level (its own
+      rule); otherwise the pump could not know (a pocket fill, a motor that
+      gives more than its nominal stroke), and it is reported, not failed.
+    - What the pump says it holds is never more than that count (a stroke
+      of slack for timing); at the end never less than the count by more
+      than what it reports as uncertain."""
+    w = v.w
+    stroke = v.stroke
+    empty = w.profile.get("empty_nl", 0)
+    fills = sorted((t, nl) for t, nl, conc in v.clinic.refills(w.raw_events))
+    fill_t = [t for t, _ in fills]
+    wtimes = [t for t, nl, kind, conc in w.motor.trace]
+
+    def count_at(t, before=False):
+        """-> the told volume less the strokes since, at world time t, or None."""
+        i = bisect_right(fill_t, t) - 1
+        if i < 0:
+            return None
+        n = (bisect_left(wtimes, t) if before else bisect_right(wtimes, t)) - bisect_right(wtimes, fill_t[i])
+        return fills[i][1] - n * stroke
+    dry = 0
+    unexplained = []
+    for t, nl, kind, conc in w.motor.trace:
+        if nl != 0:
+            continue
+        dry += 1
+        c = count_at(t, before=True)
+        if c is not None and c - stroke < empty:
+            unexplained.append(t)
+    over = None
+    if not v.clinic.from_log:
+        for t, believed, real, batt, state in w.series:
+            c = count_at(t)
+            if c is not None and believed > c + stroke:
+                over = (t, believed, c)
+                break
+    under = None
+    f = w.pump.facts()
+    c = count_at(w.clock.now)
+    final = w.series[-1][1] if w.series else None
+    if c is not None and final is not None and not v.clinic.from_log and f.get("conc", 1):
+        if c - final > f.get("uncertain_nl", 0) + stroke:
+            under = (final, c, f.get("uncertain_nl", 0))
+    name = "the reservoir's count: no stroke from an empty reservoir by it, no drug believed that is not there"
+    covered = "%d strokes, %d reservoir readings" % (len(v.trace), len(w.series))
+    more = {"dry_strokes": dry, "explained_by_count": dry - len(unexplained)}
     if not v.trace:
-        return result("I5", name, NOT_CHECKED, "no stroke to judge", covered, dry_strokes=0, explained_by_pocket_fill=0)
-    return result("I5", name, FAIL if unexplained else OK,
-                  "%d strokes found the reservoir empty%s" % (
-                      dry, (" (%d after a pocket fill the pump was told was a refill)" % (dry - unexplained))
-                      if dry - unexplained else ""), covered,
-                  dry_strokes=dry, explained_by_pocket_fill=dry - unexplained)
+        return result("I5", name, NOT_CHECKED, "no stroke to judge", covered, **more)
+    if unexplained:
+        return result("I5", name, FAIL, "%d strokes commanded with no stroke left by the pump's own count, first at "
+                      "%d ms" % (len(unexplained), v.pt(unexplained[0])), covered, **more)
+    if over:
+        return result("I5", name, FAIL, "at %d ms the pump says it holds %d nL; told volume less the strokes "
+                      "since: %d nL" % (v.pt(over[0]), over[1], over[2]), covered, **more)
+    if under:
+        return result("I5", name, FAIL, "at the end the pump says it holds %d nL, %d nL below its count, and "
+                      "reports %d nL as uncertain" % (under[0], under[1] - under[0], under[2]), covered, **more)
+    return result("I5", name, OK, "%d strokes found the reservoir empty%s; the pump's figure within a stroke of "
+                  "its count" % (dry, (" (%d with drug left by the count: the pump could not know)"
+                                       % (dry - len(unexplained))) if dry else ""), covered, **more)
 
 
 # ---------------------------------------------------------------- I6 liveness

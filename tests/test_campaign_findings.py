@@ -26,4 +26,4 @@ def test_a_finding_of_the_first_campaigns_passes(path, tmp_path, capsys):
 
 
 def test_the_findings_are_there():
-    assert len(FINDINGS) == 5
+    assert len(FINDINGS) == 6

@@ -613,3 +613,26 @@ def test_refusals_with_room_under_the_caps_fail_i9(tmp_path, capsys, monkeypatch
     i9 = [c for c in rep["invariants"] if c["id"] == "I9"][0]
     assert code == 1 and i9["status"] == "fail" and "1 h cap with" in i9["detail"], i9
     assert rep["accounting"]["refused_nl"] > 0          # the pump's refusals: logged, alarmed, untrue
+
+
+# --------------------------------------------------------------------------- I5: the reservoir's count
+class UnderCountPump(Pump):
+    """Forgets every tenth stroke in its reservoir count: it believes it holds
+    drug that is gone (it would run dry while saying it has some)."""
+
+    def _stroke(self):
+        n = self.reservoir.strokes
+        r = Pump._stroke(self)
+        if self.reservoir.strokes == n + 1 and n % 10 == 0:
+            self.reservoir.strokes -= 1
+        return r
+
+
+def test_a_pump_that_believes_drug_that_is_not_there_fails_i5(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, "count", scenario(duration="2d"))
+    code, rep, _, _ = run(capsys, path, tmp_path)
+    assert code == 0 and statuses(rep)["I5"] == "ok"
+    monkeypatch.setattr(engine, "Pump", UnderCountPump)
+    code, rep, _, _ = run(capsys, path, tmp_path / "bug")
+    i5 = [c for c in rep["invariants"] if c["id"] == "I5"][0]
+    assert code == 1 and i5["status"] == "fail" and "told volume less the strokes since" in i5["detail"], i5
