@@ -73,8 +73,10 @@ class RunView:
         """A new S(t) (it is read forward only): boluses as the clinic asked
         them, each cut at a suspension or a restart while it ran."""
         if self._boluses is None and not self.clinic.from_log:
-            ends = sorted([t0 for t0, _ in self.suspensions] + [self.pt(t) for t in self.w.restart_times])
-            self._boluses = cut_spans([(t, nl, ms) for t, _, _, nl, ms in self.asked], ends)
+            # (a suspension in the ms of a grant came after it: a suspended pump grants nothing)
+            self._boluses = cut_spans([(t, nl, ms) for t, _, _, nl, ms in self.asked],
+                                      [self.pt(t) for t in self.w.restart_times],
+                                      [t0 for t0, _ in self.suspensions])
         return Scheduled(self.progs, self.walls, self.raw_events, boluses=self._boluses)
 
     def fastest(self):

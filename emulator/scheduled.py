@@ -58,14 +58,15 @@ def daily_nl(prog):
     return total // 86400
 
 
-def cut_spans(grants, ends):
+def cut_spans(grants, ends, ends_after=()):
     """grants: [(t0, volume nL, duration ms)]; ends: times a running bolus is
-    cancelled (a suspend, a restart). -> [(t0, duration ms, volume nL)], each
-    cut short at the first end while it ran: what had run by then is owed,
-    the rest is cancelled."""
+    cancelled (a suspend, a restart); ends_after: such times that come after
+    a grant in the same ms (a suspension the clinic ordered after it).
+    -> [(t0, duration ms, volume nL)], each cut short at the first end while
+    it ran: what had run by then is owed, the rest is cancelled."""
     out = []
     for t, a, d in grants:
-        cut = [x for x in ends if t < x < t + d]
+        cut = sorted([x for x in ends if t < x < t + d] + [x for x in ends_after if t <= x < t + d])
         if cut:
             el = cut[0] - t
             out.append((t, el, a * el // d if d else a))

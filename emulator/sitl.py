@@ -140,9 +140,10 @@ class SitlPump:
 
     def __getattr__(self, name):
         # the other clinic commands: refill, patient_bolus, clinician_bolus,
-        # prime, suspend, resume, silence, acknowledge, alarm_test, set_clock
+        # prime, suspend, resume, silence, acknowledge, alarm_test, set_clock;
+        # and status (after a command a reset cut short: what the pump holds)
         if name in ("refill", "patient_bolus", "clinician_bolus", "prime", "suspend", "resume", "silence",
-                    "acknowledge", "alarm_test", "set_clock"):
+                    "acknowledge", "alarm_test", "set_clock", "status"):
             return lambda *args: self._call(name, *args)
         raise AttributeError(name)
 
