@@ -393,6 +393,8 @@ def keys_cmd(args, out):
         if ks.master is None and not ks.roles:
             raise Usage("no master key: give --keys FILE (pumpctl keys new FILE makes one)")
         K.write_pump_file(args.out, ks, args.serial, roles, force=args.force)
+    except BrokenPipeError:
+        raise              # the reader of the report went away, not the key file
     except FileExistsError:
         raise Usage("%s already exists and may hold the keys a pump was provisioned with; "
                     "add --force to replace it" % (args.file if args.action == "new" else args.out))
