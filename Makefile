@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(RUN_STAMP)
 	$(BIN)/pump-emu run $(DEMO) --out out/demo
-	@echo "plots: out/demo/delivery.png reservoir_battery.png alarms.png patient.png trumpet.png (docs/plots.md explains them)"
+	@echo "plots: out/demo/story.png (the run on one page) delivery.png reservoir_battery.png alarms.png patient.png trumpet.png; docs/plots.md explains them"
 	@echo "other scenarios: $(BIN)/pump-emu list; then make demo DEMO=<name>"
 
 bench: $(STAMP)
