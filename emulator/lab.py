@@ -25,6 +25,7 @@ from emulator.patient import Assessor, tissue_flag
 from emulator.preset import ALARM_NAMES, Event, ScenarioError, action_args, fmt_time, from_plain
 
 DAY = 86400000
+PENDING_MS = 600000        # a read-back waits for its confirmation 10 min of pump time (as the link)
 MAX_EVENT_ROWS = 400       # rows of the event log sent at once (the page keeps the newest)
 SCHED_KINDS = (E.BOLUS, E.PRIME, E.BRIDGE)
 
@@ -77,6 +78,7 @@ class Lab:
         self._alarms_n = -1
         self._tissue_n = -1
         self._tissue_flag = None
+        self._pending = None       # (program action args, pump time read back) waiting for confirm
         self._collect()
 
     @classmethod
@@ -166,6 +168,51 @@ class Lab:
         rb = w.programs[-1][2] if len(w.programs) > n_prog else None
         self._collect()
         return json.dumps({"ok": ok, "text": text, "readback": rb, "rows": rows})
+
+    # --- programming in two steps, as over the programmer link ----------------------
+    def check_program(self, args_text="{}"):
+        """Step one: the pump checks the program and reads back its own numbers
+        (µg and nL); nothing changes until confirm_program(), within 10 min of
+        pump time, as the link's PROGRAM and CONFIRM (firmware/pump/link.py).
+        -> JSON {ok, text, readback}."""
+        w = self.w
+        self._pending = None
+        try:
+            args = json.loads(args_text) if args_text else {}
+            if not isinstance(args, dict):
+                raise ScenarioError("lab", "program", "the action's keys must be a table")
+            args = action_args("lab", "", "program", args)
+        except ScenarioError as e:
+            return json.dumps({"ok": False, "text": "%s: %s" % (e.key, e.reason), "readback": None})
+        except ValueError as e:
+            return json.dumps({"ok": False, "text": "not JSON: %s" % e, "readback": None})
+        res, err = w.command("program_check", w.pump.check_program, dict(args["program"]))
+        self._collect()
+        if err is not None:
+            return json.dumps({"ok": False, "text": err, "readback": None})
+        self._pending = (args, w.clock.now)
+        return json.dumps({"ok": True, "text": "read back: confirm to put it in force, or cancel",
+                           "readback": res.readback()})
+
+    def confirm_program(self):
+        """Step two: put the program read back in force (the pump checks it
+        again, at this moment). -> JSON as act()."""
+        pend = self._pending
+        self._pending = None
+        if pend is None:
+            return json.dumps({"ok": False, "text": "no program is waiting for confirmation (send it again)",
+                               "readback": None, "rows": []})
+        if self.w.clock.now - pend[1] >= PENDING_MS:
+            return json.dumps({"ok": False, "text": "the read-back is more than 10 min of pump time old "
+                               "(send it again)", "readback": None, "rows": []})
+        return self.act("program", json.dumps(pend[0]))
+
+    def cancel_program(self):
+        """Drop the program read back: the pump keeps the one in force."""
+        had = self._pending is not None
+        self._pending = None
+        return json.dumps({"ok": True, "text": "cancelled; the pump keeps its program" if had
+                           else "no program was waiting", "readback": None, "rows": []})
 
     # --- what the page draws -----------------------------------------------------
     def info(self):
