@@ -18,7 +18,29 @@ const app = {
   evN: 0, ptN: 0, sndN: 0, points: [], view: null, info: null, result: null,
   frames: 0, framesTotal: 0, fps: 0, fpsT: 0, lastFrame: 0, muted: false, audio: null, soundUntil: 0,
   lastRunMs: null, dirtyPlots: true, ticks: {}, readyText: "",
+  spans: [], openSpans: {},
 };
+
+// faults that last until a repair ends them (shaded from one to the other on the plots)
+const SPAN_END = { block: ["release", "revise_catheter"], kink: ["release", "revise_catheter"],
+                   disconnect: ["revise_catheter"], leak: ["revise_catheter"], migrate: ["revise_catheter"],
+                   jam: ["repair_motor"] };
+
+// a row of the event log -> the spans shaded on the plots: [t0, t1 or null (open), name, "fault"|"clinic"]
+function noteSpan(t, src, kind, code) {
+  if (src === "world" && kind === "repair") {
+    for (const [name, span] of Object.entries(app.openSpans)) {
+      if (SPAN_END[name].includes(code)) { span[1] = t; delete app.openSpans[name]; }
+    }
+  } else if (src === "world" && kind === "fault") {
+    if (SPAN_END[code]) {
+      if (!app.openSpans[code]) { const sp = [t, null, code, "fault"]; app.spans.push(sp); app.openSpans[code] = sp; }
+    } else app.spans.push([t, t, code, "fault"]);
+  } else if (src === "clinic") {
+    app.spans.push([t, t, String(code).split(" ")[0], "clinic"]);
+  } else return;
+  app.dirtyPlots = true;
+}
 window.labApp = app;
 
 // ---------------------------------------------------------------- formatting
@@ -189,6 +211,7 @@ function refresh() {
   app.view = v;
   const tb = $("events").tBodies[0];
   const frag = document.createDocumentFragment();
+  for (const [t, src, kind, code] of v.events) noteSpan(t, src, kind, code);
   for (let i = v.events.length - 1; i >= 0; i--) {
     const [t, src, kind, code, detail] = v.events[i];
     const tr = document.createElement("tr");
@@ -384,6 +407,16 @@ function axes(ctx, w, h, pad, xmax, ymax, ylabel) {
   return ticks;
 }
 
+// faults (grey, from the fault to its repair) and the clinic's acts (blue) behind the curves
+function shadeSpans(ctx, xf, pad, w, h, tNow) {
+  const minW = 2;
+  for (const [t0, t1, , src] of app.spans) {
+    const x0 = xf(t0), x1 = Math.max(xf(t1 === null ? tNow : t1), x0 + minW);
+    ctx.fillStyle = src === "fault" ? "rgba(110, 110, 110, 0.22)" : "rgba(11, 92, 173, 0.14)";
+    ctx.fillRect(x0, pad.t, Math.min(x1, w - pad.r) - x0, h - pad.t - pad.b);
+  }
+}
+
 function polyline(ctx, pts, xf, yf, idx) {
   ctx.beginPath();
   let started = false;
@@ -418,6 +451,7 @@ function drawPlots(v) {
     app.ticks.delivery = axes(ctx, w, h, pad, xmax, ymax, "mL");
     const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
     const yf = (ml) => h - pad.b - (h - pad.t - pad.b) * ml / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
     const mlPts = pts.map((p) => [p[0], p[1] / 1e6, p[2] / 1e6]);
     ctx.setLineDash([6, 4]); ctx.strokeStyle = "#555"; ctx.lineWidth = 1.5;
     polyline(ctx, mlPts, xf, yf, 2);
@@ -439,6 +473,7 @@ function drawPlots(v) {
     app.ticks.patient = axes(ctx, w, h, pad, xmax, ymax, "ng/mL");
     const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
     const yf = (val) => h - pad.b - (h - pad.t - pad.b) * Math.min(val, ymax) / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
     ctx.fillStyle = "rgba(40, 140, 60, 0.15)";
     for (let i = 1; i < pts.length; i++) {
       const a = pts[i - 1], b = pts[i];

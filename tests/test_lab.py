@@ -248,6 +248,10 @@ def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
     click(browser, "btn-end")
     wait_for(browser, "return !!window.labApp.result && !window.labApp.busy")
     assert browser.find_element("id", "boot").text.startswith("Finished: catheter-kink")
+    # the block is shaded from the fault to its release (2d 10:00 to 2d 16:00), the clinic's acts too
+    spans = js(browser, "return window.labApp.spans")
+    assert [s[:4] for s in spans if s[3] == "fault"] == [[58 * 3600_000, 64 * 3600_000, "block", "fault"]]
+    assert any(s[2] == "acknowledge" and s[3] == "clinic" for s in spans), spans
     ticks = js(browser, "return window.labApp.ticks")
     for plot in ("delivery", "patient"):
         t = ticks[plot]
