@@ -17,7 +17,7 @@ DEMO   ?= catheter-kink
 # on 2 cores); make test runs everything
 QUICK  ?= tests/test_program.py tests/test_schedule.py tests/test_governor.py tests/test_timeofday.py \
           tests/test_monotime.py tests/test_controller.py tests/test_link_protocol.py tests/test_link_hmac.py \
-          tests/test_link_sessions.py tests/test_pumpctl_errors.py tests/test_pumpctl_doses.py tests/test_plots.py
+          tests/test_link_sessions.py tests/test_pumpctl_errors.py tests/test_pumpctl_doses.py tests/test_plots.py tests/test_make.py
 # (the 180-day small-int trace alone takes minutes: make test runs it)
 QUICK_SKIP ?= --deselect tests/test_controller.py::test_180_days_hot_path_integers_stay_small
 
