@@ -51,6 +51,7 @@ def delivery(w, report, out_dir):
     ax.set_xlabel(label)
     ax.set_ylabel("cumulative volume (µL)")
     ax.set_title("Delivery vs program: " + w.sc.name)
+    _shade([ax], event_spans(w, max(end, 1000)), unit)
     _legend_outside(ax)
     ax.grid(alpha=0.3)
     return _save(fig, out_dir, "delivery.png")
@@ -74,6 +75,7 @@ def reservoir_battery(w, report, out_dir):
     _legend_outside(a2)
     a2.grid(alpha=0.3)
     a1.set_title("Reservoir and battery: " + w.sc.name)
+    _shade([a1, a2], event_spans(w, max(w.sc.duration_ms, 1000)), unit)
     return _save(fig, out_dir, "reservoir_battery.png")
 
 
@@ -120,6 +122,7 @@ def patient(w, report, out_dir):
         ax.axhline(p["response_ng_ml"], color="grey", ls=":", label="screening response level")
     ax.set_xlabel(label)
     ax.set_ylabel("spinal-fluid level (ng/mL)")
+    _shade([ax], event_spans(w, max(w.sc.duration_ms, 1000)), unit)
     tissue_axis(ax, w, unit)
     ax.set_title("Patient model (educational, non-clinical): " + w.sc.name)
     _legend_outside(ax)

@@ -141,3 +141,10 @@ def test_every_plot_uses_micro_units_and_keeps_its_legend_off_the_data(run, figu
             if leg is not None:
                 assert leg.get_window_extent(r).x0 >= ax.get_window_extent(r).x1 - 1, ax.get_ylabel()
     assert "cumulative volume (µL)" in [ax.get_ylabel() for ax in figures[0].axes]
+    # the block is shaded on the delivery, the reservoir and battery, and the patient plots too
+    for fig in figures:
+        for ax in fig.axes:
+            if ax.get_ylabel() in ("cumulative volume (µL)", "reservoir (mL)", "battery (%)",
+                                   "spinal-fluid level (ng/mL)"):
+                spans = [p for p in ax.patches if p.get_alpha() == 0.18]
+                assert spans, ax.get_ylabel()
