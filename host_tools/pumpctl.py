@@ -539,8 +539,14 @@ def _request(pc, args, out, ask, prog, when, export):
     elif args.cmd == "prime":
         res = pc.prime(args.duration_min, args.volume_ul * 1000 if args.volume_ul else None)
         if not args.json:
-            out("priming %d nL (%s µL) over %d min" % (res["volume_nl"], _num(res["volume_nl"] / 1000),
-                                                     args.duration_min))
+            try:
+                c = pc.interrogate().get("concentration_ug_ml")
+            except PumpError:
+                c = None
+            ug = _ug(res["volume_nl"], c)
+            out("priming %d nL (%s µL%s) over %d min" % (res["volume_nl"], _num(res["volume_nl"] / 1000),
+                                                       ", %s µg" % _num(ug) if ug is not None else "",
+                                                       args.duration_min))
     elif args.cmd in ("suspend", "resume"):
         res = getattr(pc, args.cmd)()
         if not args.json:

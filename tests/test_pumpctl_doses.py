@@ -209,6 +209,9 @@ def test_examples_program_and_refusals_end_to_end(pump):
     assert re.search(r"refused: dose_limit - the hourly cap is 60 µg \(120000 nL\); [0-9.]+ µg \(\d+ nL\) given "
                      r"in that window, [0-9.]+ µg \(\d+ nL\) of room left; this bolus needs 100 µg \(200000 nL\)",
                      r.stderr), r.stderr
+    # a priming bolus in nL, µL and µg (500 µg/mL)
+    r = pump("prime", "--duration-min", "60", "--volume-ul", "10")
+    assert r.returncode == 0 and "priming 10000 nL (10 µL, 5 µg) over 60 min" in r.stdout, (r.stdout, r.stderr)
     for name in ("continuous-with-patient-bolus.toml", "flex-day-night.toml"):
         r = pump("program", os.path.join(EXAMPLES, name), "--yes")
         assert r.returncode == 0, (name, r.stdout, r.stderr)
