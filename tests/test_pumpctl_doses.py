@@ -17,7 +17,7 @@ import tomllib
 import pytest
 
 from host_tools import pumpctl
-from test_link_e2e import Ctl, PUMPCTL, SCENARIO, clean_env, new_keys, needs_tools, start_server, stop_server
+from test_link_e2e import Ctl, SCENARIO, new_keys, needs_tools, start_server, stop_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
