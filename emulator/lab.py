@@ -66,10 +66,16 @@ class Lab:
         self.w.begin()
         self.finished = False
         self.assessor = Assessor(sc.patient)
-        self.points = []           # (t, delivered nL, scheduled nL, level, low line, high line)
+        # (t, delivered nL, scheduled nL, level, low line, high line, delivered pg, programmed µg/day):
+        # pg of drug = nL x µg/mL at the drug's real strength (1 µg/mL is 1 pg/nL), so a
+        # wrong concentration shows in the dose though the volume is right
+        self.points = []
         self._ns = 0               # samples taken into points
         self._ti = 0               # trace rows added up
         self._delivered = 0
+        self._delivered_pg = 0
+        self._pi = 0               # programs passed (for the daily dose in force at a sample)
+        self._dose = 0
         self._ri = 0               # raw events scanned
         self._n_sched = 0          # bolus, prime and bridge records seen
         self._sched = None
@@ -245,18 +251,24 @@ class Lab:
             return
         sched = self._scheduled()
         trace = w.motor.trace
-        ti, delivered = self._ti, self._delivered
+        ti, delivered, pg = self._ti, self._delivered, self._delivered_pg
+        progs = w.programs
         for i in range(self._ns, len(samples)):
             t, level, ss = samples[i]
             while ti < len(trace) and trace[ti][0] <= t:
                 delivered += trace[ti][1]
+                pg += trace[ti][1] * trace[ti][3]
                 ti += 1
+            while self._pi < len(progs) and progs[self._pi][0] <= t:
+                tp, prog, rb = progs[self._pi]
+                self._dose = 0 if prog.get("mode") == "stopped" else (rb.get("daily_dose_ug") or 0)
+                self._pi += 1
             self.assessor.feed(t, level, ss)
             lo = hi = None
             if ss is not None and ss > 0:
                 lo, hi = self.assessor.band(ss)
-            self.points.append((t, delivered, int(sched.at(t)), level, lo, hi))
-        self._ti, self._delivered, self._ns = ti, delivered, len(samples)
+            self.points.append((t, delivered, int(sched.at(t)), level, lo, hi, pg, self._dose))
+        self._ti, self._delivered, self._delivered_pg, self._ns = ti, delivered, pg, len(samples)
 
     def alarms(self):
         if self._alarms_n != len(self.w.raw_events):
@@ -299,6 +311,7 @@ class Lab:
         trace = self.w.motor.trace
         for i in range(self._ti, len(trace)):
             self._delivered += trace[i][1]
+            self._delivered_pg += trace[i][1] * trace[i][3]
         self._ti = len(trace)
         return self._delivered
 

@@ -428,6 +428,22 @@ function polyline(ctx, pts, xf, yf, idx) {
   ctx.stroke();
 }
 
+// [t, delivered µg/day, programmed µg/day] over windows of an hour (or longer for long runs):
+// the drug in pg (nL x µg/mL) delivered in each window, as a daily rate
+function doseRates(points, xmax) {
+  const win = Math.max(3600000, Math.round(xmax / 300 / 3600000) * 3600000);
+  const out = [];
+  let a = points[0];
+  for (const p of points) {
+    if (!a || p.length < 8) continue;
+    if (p[0] - a[0] >= win) {
+      out.push([p[0], (p[6] - a[6]) / 1e6 * DAY / (p[0] - a[0]), p[7]]);
+      a = p;
+    }
+  }
+  return out;
+}
+
 function decimate(points, width) {
   const step = Math.max(1, Math.floor(points.length / (width * 2)));
   if (step === 1) return points;
@@ -461,6 +477,30 @@ function drawPlots(v) {
     ctx.fillStyle = "#555"; ctx.fillText("- - programmed", w - 90, pad.t + 10);
     const last = app.points[app.points.length - 1];
     if (last) setText("cap-delivery", `Cumulative volume: delivered ${mL(last[1])} (solid), programmed ${mL(last[2])} (dashed), at ${fmtTime(last[0])}.`);
+  }
+  // dose: µg/day of drug delivered (its real strength) vs the programmed daily dose
+  {
+    const c = $("plot-dose"), ctx = c.getContext("2d"), w = c.width, h = c.height;
+    const pad = { l: 44, r: 10, t: 8, b: 18 };
+    ctx.clearRect(0, 0, w, h);
+    const rates = doseRates(app.points, xmax);
+    let ymax = 1;
+    for (const r of rates) ymax = Math.max(ymax, r[1], r[2]);
+    ymax = niceMax(ymax * 1.08);
+    app.ticks.dose = axes(ctx, w, h, pad, xmax, ymax, "µg/day");
+    const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
+    const yf = (val) => h - pad.b - (h - pad.t - pad.b) * Math.min(val, ymax) / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
+    ctx.setLineDash([6, 4]); ctx.strokeStyle = "#555"; ctx.lineWidth = 1.5;
+    polyline(ctx, rates, xf, yf, 2);
+    ctx.setLineDash([]); ctx.strokeStyle = "#0b5cad"; ctx.lineWidth = 2;
+    polyline(ctx, rates, xf, yf, 1);
+    ctx.fillStyle = "#0b5cad"; ctx.fillText("— delivered", w - 170, pad.t + 10);
+    ctx.fillStyle = "#555"; ctx.fillText("- - programmed", w - 90, pad.t + 10);
+    app.doseRates = rates;
+    const last = rates[rates.length - 1];
+    if (last) setText("cap-dose", `Drug delivered ${Math.round(last[1])} µg/day (at its real strength, solid) ` +
+                      `against the programmed ${last[2]} µg/day (dashed), over the hour to ${fmtTime(last[0])}.`);
   }
   // patient model
   {

@@ -265,6 +265,22 @@ def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
     shot(browser, "catheter-kink-ticks")
 
 
+def test_dose_plot_shows_the_wrong_strength_the_volume_hides(browser, site):
+    open_lab(browser, site, "scenario=wrong-concentration-refill&autoplay=end")
+    wait_for(browser, "return !!window.labApp.result && !window.labApp.busy")
+    rates = js(browser, "return window.labApp.doseRates")
+    day = 86400_000
+    before = [r[1] for r in rates if 1 * day <= r[0] <= 5 * day]
+    after = [r[1] for r in rates if 6 * day <= r[0] <= 8 * day]
+    assert before and after
+    assert all(350 <= x <= 450 for x in before), before          # 400 µg/day of 500 µg/mL
+    assert all(1450 <= x <= 1750 for x in after), after          # 2000 µg/mL drug: four times the program
+    assert {r[2] for r in rates} == {400}                       # the program never changed
+    assert "against the programmed 400 µg/day" in browser.find_element("id", "cap-dose").text
+    assert js(browser, "return window.labApp.ticks.dose.clipped") == 0
+    shot(browser, "wrong-concentration-refill-dose")
+
+
 def test_sixty_days_label_is_on_the_canvas(browser, site):
     open_lab(browser, site, "scenario=implant-titration&days=60")
     wait_for(browser, "return window.labApp.ticks && window.labApp.ticks.delivery", 30)
