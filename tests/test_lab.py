@@ -238,7 +238,7 @@ def test_program_editor_reads_back_then_confirms_like_the_link(browser, site):
 
 # ---------------------------------------------------------------- plots, status, presets
 def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
-    open_lab(browser, site, "scenario=catheter-kink")
+    open_lab(browser, site, "scenario=catheter-kink&days=3")
     assert browser.find_element("id", "boot").text.startswith("Ready: catheter-kink")
     click(browser, "btn-3600x")
     wait_for(browser, "return document.getElementById('boot').textContent.startsWith('Running at 3600')", 10)
@@ -251,11 +251,11 @@ def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
     # the block is shaded from the fault to its release (2d 10:00 to 2d 16:00), the clinic's acts too
     spans = js(browser, "return window.labApp.spans")
     assert [s[:4] for s in spans if s[3] == "fault"] == [[58 * 3600_000, 64 * 3600_000, "block", "fault"]]
-    assert any(s[2] == "acknowledge" and s[3] == "clinic" for s in spans), spans
+    assert any(s[2] == "program" and s[3] == "clinic" for s in spans), spans
     ticks = js(browser, "return window.labApp.ticks")
     for plot in ("delivery", "patient"):
         t = ticks[plot]
-        assert t["clipped"] == 0 and t["x"][:3] == ["0d", "1d", "2d"] and t["x"][-1] == "5d", t
+        assert t["clipped"] == 0 and t["x"] == ["0d", "1d", "2d", "3d"], t
         steps = [float(y) for y in t["y"]]
         step = steps[1] - steps[0]
         # 1, 2 or 5 times a power of ten, every label a whole multiple of it
@@ -266,19 +266,21 @@ def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
 
 
 def test_dose_plot_shows_the_wrong_strength_the_volume_hides(browser, site):
-    open_lab(browser, site, "scenario=wrong-concentration-refill&autoplay=end")
+    # catheter-kink's pump (500 µg/day of 500 µg/mL), refilled at once with 2000 µg/mL drug
+    # it is told is 500 µg/mL (the page's button), run for a day
+    open_lab(browser, site, "scenario=catheter-kink&days=1")
+    click(browser, "act-refill-wrong")
+    assert "refill: ok" in browser.find_element("id", "act-result").text
+    click(browser, "btn-end")
     wait_for(browser, "return !!window.labApp.result && !window.labApp.busy")
     rates = js(browser, "return window.labApp.doseRates")
     day = 86400_000
-    before = [r[1] for r in rates if 1 * day <= r[0] <= 5 * day]
-    after = [r[1] for r in rates if 6 * day <= r[0] <= 8 * day]
-    assert before and after
-    assert all(350 <= x <= 450 for x in before), before          # 400 µg/day of 500 µg/mL
-    assert all(1450 <= x <= 1750 for x in after), after          # 2000 µg/mL drug: four times the program
-    assert {r[2] for r in rates} == {400}                       # the program never changed
-    assert "against the programmed 400 µg/day" in browser.find_element("id", "cap-dose").text
+    later = [r[1] for r in rates if 0.5 * day <= r[0] <= day]    # the catheter's old drug is through by then
+    assert later and all(1800 <= x <= 2200 for x in later), later  # four times the program
+    assert {r[2] for r in rates} == {500}                          # the program never changed
+    assert "against the programmed 500 µg/day" in browser.find_element("id", "cap-dose").text
     assert js(browser, "return window.labApp.ticks.dose.clipped") == 0
-    shot(browser, "wrong-concentration-refill-dose")
+    shot(browser, "catheter-kink-wrong-strength-dose")
 
 
 def test_sixty_days_label_is_on_the_canvas(browser, site):
@@ -293,7 +295,7 @@ def test_autoplay_starts_the_run_by_itself(browser, site):
     assert browser.find_element("id", "btn-3600x").get_attribute("aria-pressed") == "true"
     wait_for(browser, "return window.labApp.view.t_ms > 600000", 30)
     click(browser, "btn-pause")
-    open_lab(browser, site, "scenario=catheter-kink&autoplay=end")
+    open_lab(browser, site, "scenario=catheter-kink&days=1&autoplay=end")
     wait_for(browser, "return !!window.labApp.result")
     assert browser.find_element("id", "boot").text.startswith("Finished: catheter-kink")
     open_lab(browser, site, "scenario=catheter-kink&autoplay=fast")
