@@ -25,6 +25,7 @@ from emulator.patient import Assessor, tissue_flag
 from emulator.preset import ALARM_NAMES, Event, ScenarioError, action_args, fmt_time, from_plain
 
 DAY = 86400000
+PENDING_MS = 600000        # a read-back waits for its confirmation 10 min of pump time (as the link)
 MAX_EVENT_ROWS = 400       # rows of the event log sent at once (the page keeps the newest)
 SCHED_KINDS = (E.BOLUS, E.PRIME, E.BRIDGE)
 
@@ -65,10 +66,16 @@ class Lab:
         self.w.begin()
         self.finished = False
         self.assessor = Assessor(sc.patient)
-        self.points = []           # (t, delivered nL, scheduled nL, level, low line, high line)
+        # (t, delivered nL, scheduled nL, level, low line, high line, delivered pg, programmed µg/day):
+        # pg of drug = nL x µg/mL at the drug's real strength (1 µg/mL is 1 pg/nL), so a
+        # wrong concentration shows in the dose though the volume is right
+        self.points = []
         self._ns = 0               # samples taken into points
         self._ti = 0               # trace rows added up
         self._delivered = 0
+        self._delivered_pg = 0
+        self._pi = 0               # programs passed (for the daily dose in force at a sample)
+        self._dose = 0
         self._ri = 0               # raw events scanned
         self._n_sched = 0          # bolus, prime and bridge records seen
         self._sched = None
@@ -77,6 +84,7 @@ class Lab:
         self._alarms_n = -1
         self._tissue_n = -1
         self._tissue_flag = None
+        self._pending = None       # (program action args, pump time read back) waiting for confirm
         self._collect()
 
     @classmethod
@@ -167,6 +175,51 @@ class Lab:
         self._collect()
         return json.dumps({"ok": ok, "text": text, "readback": rb, "rows": rows})
 
+    # --- programming in two steps, as over the programmer link ----------------------
+    def check_program(self, args_text="{}"):
+        """Step one: the pump checks the program and reads back its own numbers
+        (µg and nL); nothing changes until confirm_program(), within 10 min of
+        pump time, as the link's PROGRAM and CONFIRM (firmware/pump/link.py).
+        -> JSON {ok, text, readback}."""
+        w = self.w
+        self._pending = None
+        try:
+            args = json.loads(args_text) if args_text else {}
+            if not isinstance(args, dict):
+                raise ScenarioError("lab", "program", "the action's keys must be a table")
+            args = action_args("lab", "", "program", args)
+        except ScenarioError as e:
+            return json.dumps({"ok": False, "text": "%s: %s" % (e.key, e.reason), "readback": None})
+        except ValueError as e:
+            return json.dumps({"ok": False, "text": "not JSON: %s" % e, "readback": None})
+        res, err = w.command("program_check", w.pump.check_program, dict(args["program"]))
+        self._collect()
+        if err is not None:
+            return json.dumps({"ok": False, "text": err, "readback": None})
+        self._pending = (args, w.clock.now)
+        return json.dumps({"ok": True, "text": "read back: confirm to put it in force, or cancel",
+                           "readback": res.readback()})
+
+    def confirm_program(self):
+        """Step two: put the program read back in force (the pump checks it
+        again, at this moment). -> JSON as act()."""
+        pend = self._pending
+        self._pending = None
+        if pend is None:
+            return json.dumps({"ok": False, "text": "no program is waiting for confirmation (send it again)",
+                               "readback": None, "rows": []})
+        if self.w.clock.now - pend[1] >= PENDING_MS:
+            return json.dumps({"ok": False, "text": "the read-back is more than 10 min of pump time old "
+                               "(send it again)", "readback": None, "rows": []})
+        return self.act("program", json.dumps(pend[0]))
+
+    def cancel_program(self):
+        """Drop the program read back: the pump keeps the one in force."""
+        had = self._pending is not None
+        self._pending = None
+        return json.dumps({"ok": True, "text": "cancelled; the pump keeps its program" if had
+                           else "no program was waiting", "readback": None, "rows": []})
+
     # --- what the page draws -----------------------------------------------------
     def info(self):
         """What does not change: the scenario, the alarm names, the profile's limits."""
@@ -198,18 +251,24 @@ class Lab:
             return
         sched = self._scheduled()
         trace = w.motor.trace
-        ti, delivered = self._ti, self._delivered
+        ti, delivered, pg = self._ti, self._delivered, self._delivered_pg
+        progs = w.programs
         for i in range(self._ns, len(samples)):
             t, level, ss = samples[i]
             while ti < len(trace) and trace[ti][0] <= t:
                 delivered += trace[ti][1]
+                pg += trace[ti][1] * trace[ti][3]
                 ti += 1
+            while self._pi < len(progs) and progs[self._pi][0] <= t:
+                tp, prog, rb = progs[self._pi]
+                self._dose = 0 if prog.get("mode") == "stopped" else (rb.get("daily_dose_ug") or 0)
+                self._pi += 1
             self.assessor.feed(t, level, ss)
             lo = hi = None
             if ss is not None and ss > 0:
                 lo, hi = self.assessor.band(ss)
-            self.points.append((t, delivered, int(sched.at(t)), level, lo, hi))
-        self._ti, self._delivered, self._ns = ti, delivered, len(samples)
+            self.points.append((t, delivered, int(sched.at(t)), level, lo, hi, pg, self._dose))
+        self._ti, self._delivered, self._delivered_pg, self._ns = ti, delivered, pg, len(samples)
 
     def alarms(self):
         if self._alarms_n != len(self.w.raw_events):
@@ -252,6 +311,7 @@ class Lab:
         trace = self.w.motor.trace
         for i in range(self._ti, len(trace)):
             self._delivered += trace[i][1]
+            self._delivered_pg += trace[i][1] * trace[i][3]
         self._ti = len(trace)
         return self._delivered
 

@@ -131,8 +131,8 @@ def _ml(nl):
 
 
 def _vol(nl):
-    """A volume at a scale that shows it: mL, or uL under 0.1 mL."""
-    return _ml(nl) if abs(nl) >= 100000 else "%.1f uL" % (nl / 1e3)
+    """A volume at a scale that shows it: mL, or µL under 0.1 mL."""
+    return _ml(nl) if abs(nl) >= 100000 else "%.1f µL" % (nl / 1e3)
 
 
 def summary(report, out_dir=None, wall_s=None, plots=True):
@@ -210,5 +210,5 @@ def summary(report, out_dir=None, wall_s=None, plots=True):
         lines.append("  verdict: %s" % ("PASS" if v["status"] == "pass" else "FAIL (%s)" % ", ".join(v["failed"])))
     if out_dir:
         lines.append("  outputs: %s/ (trace.csv, events.csv, report.json%s)" % (
-            out_dir, ", *.png" if plots else ""))
+            out_dir, ", story.png: the run on one page, *.png" if plots else ""))
     return "\n".join(lines)

@@ -124,6 +124,8 @@ def find_keys(path):
 
 
 def flash(board, port, keys=None, out=print, serial=None):
+    if not board:
+        raise Usage("say which board: make flash BOARD=<%s> PORT=%s" % ("|".join(boards()), port or "/dev/ttyACM0"))
     if not port:
         raise Usage("say which port: make flash BOARD=%s PORT=/dev/ttyACM0 (mpremote devs lists them)" % (board or "pico"))
     profile(board)
@@ -150,6 +152,8 @@ def flash(board, port, keys=None, out=print, serial=None):
 def repl(port):
     if not port:
         raise Usage("say which port: make repl PORT=/dev/ttyACM0")
+    if port.startswith("/dev/") and not os.path.exists(port):
+        raise Usage("no device %s: is the board plugged in? (`mpremote devs` lists ports)" % port)
     os.execv(tool("mpremote"), ["mpremote", "connect", port, "repl"])
 
 

@@ -9,14 +9,38 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const SCENARIO = params.get("scenario") || "catheter-kink";
 const DAYS = Math.max(0, parseFloat(params.get("days") || "0") || 0);
+// ?autoplay=SPEED starts the run by itself (demos, screenshots): a speed (1, 60, 3600, ...) or "end"
+const AUTOPLAY = params.get("autoplay");
 const DAY = 86400000;
 
 const app = {
   ready: false, error: null, speed: 0, lastSpeed: 60, finished: false, busy: false,
   evN: 0, ptN: 0, sndN: 0, points: [], view: null, info: null, result: null,
   frames: 0, framesTotal: 0, fps: 0, fpsT: 0, lastFrame: 0, muted: false, audio: null, soundUntil: 0,
-  lastRunMs: null, dirtyPlots: true,
+  lastRunMs: null, dirtyPlots: true, ticks: {}, readyText: "",
+  spans: [], openSpans: {},
 };
+
+// faults that last until a repair ends them (shaded from one to the other on the plots)
+const SPAN_END = { block: ["release", "revise_catheter"], kink: ["release", "revise_catheter"],
+                   disconnect: ["revise_catheter"], leak: ["revise_catheter"], migrate: ["revise_catheter"],
+                   jam: ["repair_motor"] };
+
+// a row of the event log -> the spans shaded on the plots: [t0, t1 or null (open), name, "fault"|"clinic"]
+function noteSpan(t, src, kind, code) {
+  if (src === "world" && kind === "repair") {
+    for (const [name, span] of Object.entries(app.openSpans)) {
+      if (SPAN_END[name].includes(code)) { span[1] = t; delete app.openSpans[name]; }
+    }
+  } else if (src === "world" && kind === "fault") {
+    if (SPAN_END[code]) {
+      if (!app.openSpans[code]) { const sp = [t, null, code, "fault"]; app.spans.push(sp); app.openSpans[code] = sp; }
+    } else app.spans.push([t, t, code, "fault"]);
+  } else if (src === "clinic") {
+    app.spans.push([t, t, String(code).split(" ")[0], "clinic"]);
+  } else return;
+  app.dirtyPlots = true;
+}
 window.labApp = app;
 
 // ---------------------------------------------------------------- formatting
@@ -48,6 +72,16 @@ async function boot() {
   const index = JSON.parse(await fetchText("build/presets/index.json"));
   setText("mp-version", manifest.micropython);
   const sel = $("preset");
+  const known = index.some((p) => p.name === SCENARIO);
+  if (!known) {
+    // an unknown ?scenario=: the list says so, and every preset can be chosen from it
+    const o = document.createElement("option");
+    o.value = "";
+    o.textContent = "— choose a preset —";
+    o.disabled = true;
+    o.selected = true;
+    sel.appendChild(o);
+  }
   for (const p of index) {
     const o = document.createElement("option");
     o.value = p.name;
@@ -56,6 +90,7 @@ async function boot() {
     sel.appendChild(o);
   }
   sel.addEventListener("change", () => {
+    if (!sel.value) return;
     const q = new URLSearchParams(location.search);
     q.set("scenario", sel.value);
     q.delete("days");
@@ -81,7 +116,7 @@ async function boot() {
       list.before(para);
     } else list.appendChild(li);
   }
-  if (!index.some((p) => p.name === SCENARIO)) {
+  if (!known) {
     throw new Error(`no preset called "${SCENARIO}"; pick one from the list`);
   }
   const [preset, profile, ...sources] = await Promise.all([
@@ -123,10 +158,33 @@ del PRESET_TEXT, PROFILE_TEXT`);
     $("refill-actual").value = prog.concentration_ug_ml === 2000 ? 500 : 2000;
     loadProgramIntoForm(prog);
   }
-  setText("boot", `Ready: ${app.info.name}, seed ${app.info.seed}${DAYS ? `, cut to ${DAYS} days` : ""}. ` +
-    "Press a speed or “Run to the end”.");
+  app.readyText = `${app.info.name}, seed ${app.info.seed}${DAYS ? `, cut to ${DAYS} days` : ""}`;
   app.ready = true;
+  showStatus();
   document.body.dataset.ready = "yes";
+  if (AUTOPLAY) {
+    if (AUTOPLAY === "end") runToEnd();
+    else {
+      const sp = Number(AUTOPLAY);
+      if (Number.isFinite(sp) && sp > 0) setSpeed(sp);
+      else setText("boot", `?autoplay=${AUTOPLAY} is not a speed (a number such as 60, or "end"); ` +
+                   "press a speed or “Run to the end”.");
+    }
+  }
+}
+
+// the line under the title says what the run is doing now
+function showStatus() {
+  if (!app.ready || app.error) return;
+  let text;
+  if (app.busy) text = `Running to the end: ${app.readyText}…`;
+  else if (app.finished) text = `Finished: ${app.readyText}` +
+    (app.lastRunMs !== null ? `, in ${(app.lastRunMs / 1000).toFixed(1)} s of real time.` : ".");
+  else if (app.speed > 0) text = `Running at ${app.speed}× real time: ${app.readyText}. Space or ⏸ pauses.`;
+  else if (app.view && app.view.t_ms > 0) text = `Paused at ${fmtTime(app.view.t_ms)}: ${app.readyText}. ` +
+    "Press a speed, “Next event” or “Run to the end”.";
+  else text = `Ready: ${app.readyText}. Press a speed or “Run to the end”.`;
+  setText("boot", text);
 }
 
 // ---------------------------------------------------------------- calling Python
@@ -153,6 +211,7 @@ function refresh() {
   app.view = v;
   const tb = $("events").tBodies[0];
   const frag = document.createDocumentFragment();
+  for (const [t, src, kind, code] of v.events) noteSpan(t, src, kind, code);
   for (let i = v.events.length - 1; i >= 0; i--) {
     const [t, src, kind, code, detail] = v.events[i];
     const tr = document.createElement("tr");
@@ -300,20 +359,61 @@ function drawLamp(active) {
   setText("lamp-text", text);
 }
 
+// a round step for about n ticks over span: 1, 2 or 5 times a power of ten
+function niceStep(span, n) {
+  const raw = span / Math.max(1, n);
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
+  return 10 * p;
+}
+// the y range the plot uses: ymax rounded up to a whole number of round steps
+function niceMax(ymax) { const st = niceStep(ymax, 4); return Math.ceil(ymax / st - 1e-9) * st; }
+
+function fmtTick(v, step) {
+  const dec = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  return v.toFixed(dec);
+}
+
 function axes(ctx, w, h, pad, xmax, ymax, ylabel) {
   ctx.strokeStyle = "#999"; ctx.lineWidth = 1; ctx.fillStyle = "#333"; ctx.font = "11px sans-serif";
   ctx.beginPath(); ctx.moveTo(pad.l, pad.t); ctx.lineTo(pad.l, h - pad.b); ctx.lineTo(w - pad.r, h - pad.b); ctx.stroke();
+  // time ticks: whole days (1, 2, 5, 10, 30 apart), or hours for a run under 2 days
   const days = xmax / DAY;
-  const step = days <= 7 ? 1 : days <= 30 ? 5 : days <= 90 ? 10 : 30;
-  for (let d = 0; d <= days + 1e-9; d += step) {
-    const x = pad.l + (w - pad.l - pad.r) * (d * DAY) / xmax;
-    ctx.fillText(`${d}d`, x - 6, h - pad.b + 13);
+  let step, unitMs, suffix;
+  if (days < 2) { unitMs = 3600000; suffix = "h"; step = [1, 2, 3, 6, 12].find((s) => xmax / (s * unitMs) <= 8) || 12; }
+  else { unitMs = DAY; suffix = "d"; step = [1, 2, 5, 10, 30, 60, 90].find((s) => days / s <= 8) || 180; }
+  ctx.textBaseline = "alphabetic";
+  const ticks = { x: [], y: [], clipped: 0 };
+  for (let k = 0; k * step * unitMs <= xmax + 1e-6; k++) {
+    const t = k * step * unitMs;
+    const x = pad.l + (w - pad.l - pad.r) * t / xmax;
+    const label = `${k * step}${suffix}`;
+    const tw = ctx.measureText(label).width;
+    // centred under its tick, but never past either edge of the canvas
+    const lx = Math.min(Math.max(x - tw / 2, 0), w - tw - 1);
+    ctx.fillText(label, lx, h - pad.b + 13);
+    ticks.x.push(label);
+    if (lx < 0 || lx + tw > w) ticks.clipped++;
+    ctx.beginPath(); ctx.moveTo(x, h - pad.b); ctx.lineTo(x, h - pad.b + 3); ctx.stroke();
   }
   ctx.fillText(ylabel, pad.l + 4, pad.t + 10);
-  for (let i = 0; i <= 4; i++) {
-    const y = h - pad.b - (h - pad.t - pad.b) * i / 4;
-    const val = ymax * i / 4;
-    ctx.fillText(val === 0 ? "0" : val >= 100 ? val.toFixed(0) : val.toPrecision(3), 2, y + 4);
+  const ys = niceStep(ymax, 4);
+  for (let v = 0; v <= ymax + ys * 1e-6; v += ys) {
+    const y = h - pad.b - (h - pad.t - pad.b) * v / ymax;
+    const label = fmtTick(v, ys);
+    ctx.fillText(label, Math.max(0, pad.l - 4 - ctx.measureText(label).width), y + 4);
+    ticks.y.push(label);
+  }
+  return ticks;
+}
+
+// faults (grey, from the fault to its repair) and the clinic's acts (blue) behind the curves
+function shadeSpans(ctx, xf, pad, w, h, tNow) {
+  const minW = 2;
+  for (const [t0, t1, , src] of app.spans) {
+    const x0 = xf(t0), x1 = Math.max(xf(t1 === null ? tNow : t1), x0 + minW);
+    ctx.fillStyle = src === "fault" ? "rgba(110, 110, 110, 0.22)" : "rgba(11, 92, 173, 0.14)";
+    ctx.fillRect(x0, pad.t, Math.min(x1, w - pad.r) - x0, h - pad.t - pad.b);
   }
 }
 
@@ -326,6 +426,22 @@ function polyline(ctx, pts, xf, yf, idx) {
     if (!started) { ctx.moveTo(x, y); started = true; } else ctx.lineTo(x, y);
   }
   ctx.stroke();
+}
+
+// [t, delivered µg/day, programmed µg/day] over windows of an hour (or longer for long runs):
+// the drug in pg (nL x µg/mL) delivered in each window, as a daily rate
+function doseRates(points, xmax) {
+  const win = Math.max(3600000, Math.round(xmax / 300 / 3600000) * 3600000);
+  const out = [];
+  let a = points[0];
+  for (const p of points) {
+    if (!a || p.length < 8) continue;
+    if (p[0] - a[0] >= win) {
+      out.push([p[0], (p[6] - a[6]) / 1e6 * DAY / (p[0] - a[0]), p[7]]);
+      a = p;
+    }
+  }
+  return out;
 }
 
 function decimate(points, width) {
@@ -347,10 +463,11 @@ function drawPlots(v) {
     ctx.clearRect(0, 0, w, h);
     let ymax = 1e-3;
     for (const p of pts) ymax = Math.max(ymax, p[1] / 1e6, p[2] / 1e6);
-    ymax *= 1.05;
-    axes(ctx, w, h, pad, xmax, ymax, "mL");
+    ymax = niceMax(ymax * 1.05);
+    app.ticks.delivery = axes(ctx, w, h, pad, xmax, ymax, "mL");
     const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
     const yf = (ml) => h - pad.b - (h - pad.t - pad.b) * ml / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
     const mlPts = pts.map((p) => [p[0], p[1] / 1e6, p[2] / 1e6]);
     ctx.setLineDash([6, 4]); ctx.strokeStyle = "#555"; ctx.lineWidth = 1.5;
     polyline(ctx, mlPts, xf, yf, 2);
@@ -361,6 +478,30 @@ function drawPlots(v) {
     const last = app.points[app.points.length - 1];
     if (last) setText("cap-delivery", `Cumulative volume: delivered ${mL(last[1])} (solid), programmed ${mL(last[2])} (dashed), at ${fmtTime(last[0])}.`);
   }
+  // dose: µg/day of drug delivered (its real strength) vs the programmed daily dose
+  {
+    const c = $("plot-dose"), ctx = c.getContext("2d"), w = c.width, h = c.height;
+    const pad = { l: 44, r: 10, t: 8, b: 18 };
+    ctx.clearRect(0, 0, w, h);
+    const rates = doseRates(app.points, xmax);
+    let ymax = 1;
+    for (const r of rates) ymax = Math.max(ymax, r[1], r[2]);
+    ymax = niceMax(ymax * 1.08);
+    app.ticks.dose = axes(ctx, w, h, pad, xmax, ymax, "µg/day");
+    const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
+    const yf = (val) => h - pad.b - (h - pad.t - pad.b) * Math.min(val, ymax) / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
+    ctx.setLineDash([6, 4]); ctx.strokeStyle = "#555"; ctx.lineWidth = 1.5;
+    polyline(ctx, rates, xf, yf, 2);
+    ctx.setLineDash([]); ctx.strokeStyle = "#0b5cad"; ctx.lineWidth = 2;
+    polyline(ctx, rates, xf, yf, 1);
+    ctx.fillStyle = "#0b5cad"; ctx.fillText("— delivered", w - 170, pad.t + 10);
+    ctx.fillStyle = "#555"; ctx.fillText("- - programmed", w - 90, pad.t + 10);
+    app.doseRates = rates;
+    const last = rates[rates.length - 1];
+    if (last) setText("cap-dose", `Drug delivered ${Math.round(last[1])} µg/day (at its real strength, solid) ` +
+                      `against the programmed ${last[2]} µg/day (dashed), over the hour to ${fmtTime(last[0])}.`);
+  }
   // patient model
   {
     const c = $("plot-patient"), ctx = c.getContext("2d"), w = c.width, h = c.height;
@@ -368,10 +509,11 @@ function drawPlots(v) {
     ctx.clearRect(0, 0, w, h);
     let ymax = 1;
     for (const p of pts) ymax = Math.max(ymax, p[3], p[5] === null ? 0 : p[5]);
-    ymax *= 1.08;
-    axes(ctx, w, h, pad, xmax, ymax, "ng/mL");
+    ymax = niceMax(ymax * 1.08);
+    app.ticks.patient = axes(ctx, w, h, pad, xmax, ymax, "ng/mL");
     const xf = (t) => pad.l + (w - pad.l - pad.r) * t / xmax;
     const yf = (val) => h - pad.b - (h - pad.t - pad.b) * Math.min(val, ymax) / ymax;
+    shadeSpans(ctx, xf, pad, w, h, v.t_ms);
     ctx.fillStyle = "rgba(40, 140, 60, 0.15)";
     for (let i = 1; i < pts.length; i++) {
       const a = pts[i - 1], b = pts[i];
@@ -437,6 +579,7 @@ function setSpeed(s) {
   for (const b of document.querySelectorAll("[data-speed]")) {
     b.setAttribute("aria-pressed", String(Number(b.dataset.speed) === s));
   }
+  showStatus();
 }
 
 function frame(now) {
@@ -465,6 +608,7 @@ async function runToEnd() {
   if (!app.ready || app.busy || app.finished) return;
   app.busy = true;
   setSpeed(0);
+  showStatus();
   const t0 = performance.now();
   let chunk = 3600000;
   try {
@@ -480,7 +624,7 @@ async function runToEnd() {
   } catch (e) { /* shown */ }
   app.lastRunMs = performance.now() - t0;
   app.busy = false;
-  if (app.result) setText("boot", `Run finished in ${(app.lastRunMs / 1000).toFixed(1)} s of real time.`);
+  showStatus();
 }
 
 async function nextEvent() {
@@ -496,6 +640,7 @@ async function nextEvent() {
     }
   } catch (e) { /* shown */ }
   app.busy = false;
+  showStatus();
 }
 
 // ---------------------------------------------------------------- actions
@@ -564,6 +709,8 @@ function wireActions() {
     b.textContent = app.muted ? "Page sound muted" : "Mute page sound";
   });
   $("prog-form").addEventListener("submit", (e) => { e.preventDefault(); sendProgram(); });
+  on("p-confirm", confirmProgram);
+  on("p-cancel", cancelProgram);
   on("p-load", () => { if (app.view && app.view.pump.program) loadProgramIntoForm(app.view.pump.program); });
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -640,6 +787,93 @@ function buildProgram() {
   return p;
 }
 
+// the pump's read-back beside what was typed: [label, typed, pump dose, pump volume]
+const RB_ROWS = [
+  ["mode", ["mode"], "", "mode", "", "same"],
+  ["concentration", ["concentration_ug_ml"], "µg/mL", "concentration_ug_ml", "µg/mL", "same"],
+  ["daily dose", ["daily_dose_ug"], "µg/day", "daily_nl", "/day", "daily"],
+  ["cap in any 24 h", ["max_daily_ug"], "µg", "max_daily_nl", "", "ug"],
+  ["cap in any hour", ["max_hourly_ug"], "µg", "max_hourly_nl", "", "ug"],
+  ["patient bolus", ["patient_bolus", "dose_ug"], "µg", "patient_bolus_nl", "", "ug"],
+  ["  given over", ["patient_bolus", "duration_min"], "min", "patient_bolus_duration_min", "min", "pb"],
+  ["  lockout", ["patient_bolus", "lockout_min"], "min", "patient_bolus_lockout_min", "min", "pb"],
+  ["  at most per 24 h", ["patient_bolus", "max_per_day"], "", "patient_bolus_max_per_day", "", "pb"],
+  ["safe mode rate", ["safe_rate_ug_day"], "µg/day", "safe_rate_nl_day", "/day", "ug"],
+  ["low reservoir alarm", ["low_reservoir_ul"], "µL", "low_reservoir_nl", "", "ul"],
+  ["step-up override", ["override_step_up"], "", "override_step_up", "", "same"],
+];
+
+function numText(x) { return String(Math.round(x * 1000) / 1000); }
+
+function readbackRows(rb, typed) {
+  const c = rb.concentration_ug_ml;
+  const get = (path) => path.reduce((o, k) => (o && typeof o === "object" && k in o ? o[k] : undefined), typed);
+  const cell = (v, unit) => v === undefined ? "–" : typeof v === "boolean" ? (v ? "yes" : "no") : `${v} ${unit}`.trim();
+  const rows = [];
+  for (const [label, path, tunit, key, unit, kind] of RB_ROWS) {
+    if (!(key in rb)) continue;
+    const v = rb[key], t = get(path);
+    if (kind === "daily") {
+      if (rb.mode === "stopped") continue;
+      rows.push([label, rb.mode === "flex" ? "(from the steps)" : cell(t, tunit), `${rb.daily_dose_ug} µg/day`, `${v} nL/day`]);
+      if (rb.mode === "flex") {
+        (rb.steps || []).forEach((st, i) => {
+          const ts = (typed.steps || [])[i] || {};
+          rows.push([`  step from ${two(Math.floor(st.start_min / 60))}:${two(st.start_min % 60)}`,
+                     cell(ts.daily_rate_ug, "µg/day"), `${st.daily_rate_ug} µg/day`, `${st.nl_per_day} nL/day`]);
+        });
+      }
+    } else if (kind === "ug") {
+      if (!v && t === undefined) continue;
+      rows.push([label, cell(t, tunit), `${numText(v * c / 1e6)} µg${unit}`, `${v} nL${unit}`]);
+    } else if (kind === "ul") {
+      rows.push([label, cell(t, tunit), `${numText(v / 1000)} µL`, `${v} nL`]);
+    } else {
+      if (kind === "pb" && !rb.patient_bolus_nl) continue;
+      rows.push([label, cell(t, tunit), cell(v, unit), ""]);
+    }
+  }
+  return rows;
+}
+
+function showReadback(rb, typed) {
+  const tb = $("p-readback").tBodies[0];
+  tb.textContent = "";
+  for (const r of readbackRows(rb, typed)) {
+    const tr = tb.insertRow();
+    tr.dataset.field = r[0].trim();
+    r.forEach((c, i) => {
+      const td = i === 0 ? document.createElement("th") : tr.insertCell();
+      if (i === 0) { td.scope = "row"; tr.appendChild(td); }
+      td.textContent = c;
+    });
+  }
+  $("p-readback").hidden = false;
+}
+
+function pendingButtons(on) {
+  $("p-confirm").hidden = !on;
+  $("p-cancel").hidden = !on;
+  $("p-send").disabled = on;
+  if (on) $("p-confirm").focus();
+}
+
+function programCall(fn, arg) {
+  ensureAudio();
+  if (!app.ready || app.busy) return null;
+  let r;
+  try { r = arg === undefined ? call(fn) : call(fn, arg); } catch (e) { return null; }
+  refresh();
+  return r;
+}
+
+function actResult(name, r) {
+  const el = $("act-result");
+  el.className = "result " + (r.ok ? "accepted" : "refused");
+  el.textContent = `${fmtTime(app.view ? app.view.t_ms : 0)} ${name}: ${r.text}`;
+}
+
+// step one: the pump checks the program and reads back its own numbers; nothing changes yet
 function sendProgram() {
   const out = $("p-result");
   let prog;
@@ -647,11 +881,38 @@ function sendProgram() {
     out.textContent = "The page could not read the form (nothing was sent): " + e.message;
     return;
   }
-  const r = act("program", { program: prog });
+  const r = programCall("check_program", JSON.stringify({ program: prog }));
   if (!r) return;
-  out.textContent = r.ok
-    ? "Accepted, in force now. The pump's read-back:\n" + JSON.stringify(r.readback, null, 1)
-    : "Not accepted. The pump said:\n" + r.text;
+  actResult("program", r);
+  if (!r.ok) {
+    $("p-readback").hidden = true;
+    pendingButtons(false);
+    out.textContent = "Not accepted. The pump said:\n" + r.text;
+    return;
+  }
+  app.typedProgram = prog;
+  showReadback(r.readback, prog);
+  out.textContent = "Read back by the pump, not in force yet: compare its numbers (µg and nL) with what you " +
+    "typed, then confirm or cancel.";
+  pendingButtons(true);
+}
+
+// step two: confirm (the pump checks it again and puts it in force) or cancel
+function confirmProgram() {
+  const r = programCall("confirm_program");
+  if (!r) return;
+  actResult("confirm", r);
+  pendingButtons(false);
+  $("p-result").textContent = r.ok ? "Confirmed: the program is in force now." : "Not put in force. The pump said:\n" + r.text;
+}
+
+function cancelProgram() {
+  const r = programCall("cancel_program");
+  if (!r) return;
+  actResult("cancel", r);
+  pendingButtons(false);
+  $("p-readback").hidden = true;
+  $("p-result").textContent = "Cancelled: the pump keeps the program in force.";
 }
 
 // ---------------------------------------------------------------- start

@@ -14,7 +14,7 @@ from emulator import cli
 from emulator import scenario as S
 
 VENV_BIN = os.path.dirname(sys.executable)
-PLOTS = ("delivery.png", "reservoir_battery.png", "alarms.png", "patient.png", "trumpet.png")
+PLOTS = ("delivery.png", "reservoir_battery.png", "alarms.png", "patient.png", "trumpet.png", "story.png")
 OUTPUTS = ("trace.csv", "events.csv", "report.json")
 SHORT = "patient-bolus-lockout"     # a 3-day library scenario: quick, with boluses and refusals
 

@@ -36,6 +36,8 @@ def test_mpy_builds_every_module_for_the_board(board, capsys):
     (["flash", "pico", "/dev/no-such-tty"], "is the board plugged in"),
     (["flash", "nope", "/dev/null"], "no board profile"),
     (["repl", ""], "say which port"),
+    (["repl", "/dev/no-such-tty"], "no device /dev/no-such-tty: is the board plugged in"),
+    (["flash", "", "/dev/ttyACM0"], "say which board: make flash BOARD=<esp32|pico|pico2> PORT=/dev/ttyACM0"),
     ([], "mpy BOARD"),
 ])
 def test_bad_requests_get_a_message_and_exit_2(argv, says, capsys):

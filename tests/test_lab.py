@@ -184,35 +184,123 @@ def test_kink_button_raises_the_occlusion_alarm_on_the_page(browser, site):
 
 
 # ---------------------------------------------------------------- the program editor
-def test_program_editor_shows_the_pumps_readback_or_refusal_verbatim(browser, site):
+def _fill_program(browser, daily, maxd, maxh):
+    for ident, v in (("p-daily", daily), ("p-maxd", maxd), ("p-maxh", maxh)):
+        el = browser.find_element("id", ident)
+        el.clear()
+        el.send_keys(str(v))
+
+
+def _readback_table(browser):
+    return js(browser, """return Array.from(document.querySelectorAll('#p-readback tbody tr')).map(
+        (tr) => Array.from(tr.cells).map((c) => c.textContent))""")
+
+
+def test_program_editor_reads_back_then_confirms_like_the_link(browser, site):
     name = "catheter-kink"
     open_lab(browser, site, "scenario=" + name)
-
-    def send(daily, maxd, maxh):
-        for ident, v in (("p-mode", None), ("p-daily", daily), ("p-maxd", maxd), ("p-maxh", maxh)):
-            if v is not None:
-                el = browser.find_element("id", ident)
-                el.clear()
-                el.send_keys(str(v))
-        click(browser, "p-send")
-        return browser.find_element("id", "p-result").text
-
     lab = Lab(json.loads(json.dumps(S.to_plain(S.load(S.find(name))))), load_profile("sim"))
     prog = {"mode": "continuous", "concentration_ug_ml": 500, "daily_dose_ug": 900, "max_daily_ug": 1200,
             "max_hourly_ug": 60}
-    want = json.loads(lab.act("program", json.dumps({"program": prog})))
+    want = json.loads(lab.check_program(json.dumps({"program": prog})))
     assert not want["ok"]
-    assert send(900, 1200, 60) == "Not accepted. The pump said:\n" + want["text"]
-    prog.update(daily_dose_ug=600, max_daily_ug=800, max_hourly_ug=50)
-    want = json.loads(lab.act("program", json.dumps({"program": prog})))
-    assert want["ok"]
-    text = send(600, 800, 50)
-    head, body = text.split("\n", 1)
-    assert head == "Accepted, in force now. The pump's read-back:"
-    assert json.loads(body) == want["readback"]
+    # a refusal: the pump's words, unchanged; nothing to confirm
+    _fill_program(browser, 900, 1200, 60)
+    click(browser, "p-send")
+    assert browser.find_element("id", "p-result").text == "Not accepted. The pump said:\n" + want["text"]
+    assert not browser.find_element("id", "p-confirm").is_displayed()
+    # a good program: read back in µg and nL beside what was typed, not yet in force
+    _fill_program(browser, 600, 800, 50)
+    click(browser, "p-send")
+    assert browser.find_element("id", "p-result").text.startswith("Read back by the pump, not in force yet")
+    rows = {r[0].strip(): r[1:] for r in _readback_table(browser)}
+    assert rows["daily dose"] == ["600 µg/day", "600 µg/day", "1200000 nL/day"]
+    assert rows["cap in any 24 h"] == ["800 µg", "800 µg", "1600000 nL"]
+    assert rows["cap in any hour"] == ["50 µg", "50 µg", "100000 nL"]
+    assert browser.find_element("id", "p-confirm").is_displayed()
+    assert "500 µg/day" in browser.find_element("id", "f-mode").text           # still the old program
+    shot(browser, name + "-program-readback")
+    click(browser, "p-confirm")
+    assert browser.find_element("id", "p-result").text == "Confirmed: the program is in force now."
     assert "continuous, 600 µg/day" in browser.find_element("id", "f-mode").text
-    shot(browser, name + "-program-editor")
+    assert not browser.find_element("id", "p-confirm").is_displayed()
+    # cancel: the read-back goes, the program in force stays
+    _fill_program(browser, 620, 800, 50)          # (+24 % on the 500 µg/day of the last 24 h)
+    click(browser, "p-send")
+    assert browser.find_element("id", "p-cancel").is_displayed()
+    click(browser, "p-cancel")
+    assert browser.find_element("id", "p-result").text == "Cancelled: the pump keeps the program in force."
+    assert "continuous, 600 µg/day" in browser.find_element("id", "f-mode").text
+    rows = browser.find_element("id", "events").text
+    assert "clinic command program_check ok" in rows and "clinic command program ok" in rows
     assert page_errors(browser) == []
+
+
+# ---------------------------------------------------------------- plots, status, presets
+def test_ticks_are_round_and_the_status_line_follows_the_run(browser, site):
+    open_lab(browser, site, "scenario=catheter-kink&days=3")
+    assert browser.find_element("id", "boot").text.startswith("Ready: catheter-kink")
+    click(browser, "btn-3600x")
+    wait_for(browser, "return document.getElementById('boot').textContent.startsWith('Running at 3600')", 10)
+    time.sleep(0.5)
+    click(browser, "btn-pause")
+    assert browser.find_element("id", "boot").text.startswith("Paused at ")
+    click(browser, "btn-end")
+    wait_for(browser, "return !!window.labApp.result && !window.labApp.busy")
+    assert browser.find_element("id", "boot").text.startswith("Finished: catheter-kink")
+    # the block is shaded from the fault to its release (2d 10:00 to 2d 16:00), the clinic's acts too
+    spans = js(browser, "return window.labApp.spans")
+    assert [s[:4] for s in spans if s[3] == "fault"] == [[58 * 3600_000, 64 * 3600_000, "block", "fault"]]
+    assert any(s[2] == "program" and s[3] == "clinic" for s in spans), spans
+    ticks = js(browser, "return window.labApp.ticks")
+    for plot in ("delivery", "patient"):
+        t = ticks[plot]
+        assert t["clipped"] == 0 and t["x"] == ["0d", "1d", "2d", "3d"], t
+        steps = [float(y) for y in t["y"]]
+        step = steps[1] - steps[0]
+        # 1, 2 or 5 times a power of ten, every label a whole multiple of it
+        mant = step / 10 ** __import__("math").floor(__import__("math").log10(step))
+        assert round(mant, 6) in (1.0, 2.0, 5.0), t
+        assert all(abs(v / step - round(v / step)) < 1e-6 for v in steps), t
+    shot(browser, "catheter-kink-ticks")
+
+
+def test_dose_plot_shows_the_wrong_strength_the_volume_hides(browser, site):
+    # catheter-kink's pump (500 µg/day of 500 µg/mL), refilled at once with 2000 µg/mL drug
+    # it is told is 500 µg/mL (the page's button), run for a day
+    open_lab(browser, site, "scenario=catheter-kink&days=1")
+    click(browser, "act-refill-wrong")
+    assert "refill: ok" in browser.find_element("id", "act-result").text
+    click(browser, "btn-end")
+    wait_for(browser, "return !!window.labApp.result && !window.labApp.busy")
+    rates = js(browser, "return window.labApp.doseRates")
+    day = 86400_000
+    later = [r[1] for r in rates if 0.5 * day <= r[0] <= day]    # the catheter's old drug is through by then
+    assert later and all(1800 <= x <= 2200 for x in later), later  # four times the program
+    assert {r[2] for r in rates} == {500}                          # the program never changed
+    assert "against the programmed 500 µg/day" in browser.find_element("id", "cap-dose").text
+    assert js(browser, "return window.labApp.ticks.dose.clipped") == 0
+    shot(browser, "catheter-kink-wrong-strength-dose")
+
+
+def test_sixty_days_label_is_on_the_canvas(browser, site):
+    open_lab(browser, site, "scenario=implant-titration&days=60")
+    wait_for(browser, "return window.labApp.ticks && window.labApp.ticks.delivery", 30)
+    t = js(browser, "return window.labApp.ticks.delivery")
+    assert t["x"][-1] == "60d" and t["clipped"] == 0, t
+
+
+def test_autoplay_starts_the_run_by_itself(browser, site):
+    open_lab(browser, site, "scenario=catheter-kink&autoplay=3600")
+    assert browser.find_element("id", "btn-3600x").get_attribute("aria-pressed") == "true"
+    wait_for(browser, "return window.labApp.view.t_ms > 600000", 30)
+    click(browser, "btn-pause")
+    open_lab(browser, site, "scenario=catheter-kink&days=1&autoplay=end")
+    wait_for(browser, "return !!window.labApp.result")
+    assert browser.find_element("id", "boot").text.startswith("Finished: catheter-kink")
+    open_lab(browser, site, "scenario=catheter-kink&autoplay=fast")
+    assert "?autoplay=fast is not a speed" in browser.find_element("id", "boot").text
+    assert js(browser, "return window.labApp.speed") == 0
 
 
 # ---------------------------------------------------------------- keyboard
@@ -250,3 +338,13 @@ def test_an_unknown_preset_is_named_on_the_page(browser, site):
     browser.get(site + "?scenario=no-such-preset")
     wait_for(browser, "return window.labApp && window.labApp.error", 30, errors_fail=False)
     assert 'no preset called "no-such-preset"' in browser.find_element("id", "boot").text
+    # the list does not pretend a preset is loaded, and every preset can be chosen from it
+    sel = browser.find_element("id", "preset")
+    assert js(browser, "return document.getElementById('preset').value") == ""
+    assert sel.find_elements("css selector", "option")[0].text == "— choose a preset —"
+    from selenium.webdriver.support.ui import Select
+    Select(sel).select_by_value("catheter-kink")
+    wait_for(browser, "return location.search.includes('scenario=catheter-kink')", 30, errors_fail=False)
+    L.wait_ready(browser)
+    assert "scenario=catheter-kink" in browser.current_url
+    assert browser.find_element("id", "boot").text.startswith("Ready: catheter-kink")

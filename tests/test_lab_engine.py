@@ -243,3 +243,26 @@ def test_lab_pins_the_micropython_build():
     want = pkg["dependencies"]["@micropython/micropython-webassembly-pyscript"]
     assert want[0].isdigit() and not any(c in want for c in "^~*<> ")
     assert lock["packages"]["node_modules/@micropython/micropython-webassembly-pyscript"]["version"] == want
+
+
+def test_the_lab_counts_the_drug_at_its_real_strength():
+    """A wrong-strength refill: the lab's points carry the drug delivered (pg:
+    nL x µg/mL of the drug really in the reservoir) and the daily dose in
+    force, so the page can draw µg/day: 4x the program after the refill,
+    though the volume runs on as before."""
+    lab = Lab(plain("wrong-concentration-refill"), load_profile("sim"), days=7)
+    while not json.loads(lab.step(str(3600000)))["finished"]:
+        lab.view(0, 0, 0)                 # as the page does between steps
+    lab.view(0, 0, 0)
+    pts = lab.points
+    trace = lab.w.motor.trace
+    assert pts[-1][6] == sum(r[1] * r[3] for r in trace if r[0] <= pts[-1][0])
+    assert {p[7] for p in pts[1:]} == {400}                 # the program never changed
+
+    def ug_per_day(t0, t1):
+        a = max(p for p in pts if p[0] <= t0)
+        b = max(p for p in pts if p[0] <= t1)
+        return (b[6] - a[6]) / 1e6 * 86400000 / (b[0] - a[0])
+    hour = 3600000
+    assert 380 <= ug_per_day(2 * 24 * hour, 4 * 24 * hour) <= 420        # 400 µg/day of 500 µg/mL
+    assert 1520 <= ug_per_day(6 * 24 * hour, 7 * 24 * hour) <= 1680      # 2000 µg/mL drug: 4x

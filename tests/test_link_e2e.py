@@ -232,8 +232,11 @@ def test_status(ctl, server):
     assert r.returncode == 0, r.stderr
     assert re.search(r"^state:\s+running$", r.stdout, re.M), r.stdout
     assert re.search(r"^alarms:\s+none$", r.stdout, re.M)
-    m = re.search(r"^reservoir:\s+([0-9.]+) mL$", r.stdout, re.M)
-    assert m and 19.0 < float(m.group(1)) <= 20.0
+    # the volume in mL and nL, and the drug it holds in µg (500 µg/mL)
+    m = re.search(r"^reservoir:\s+([0-9.]+) mL = (\d+) nL \(([0-9.]+) µg of drug at 500 µg/mL\)$", r.stdout, re.M)
+    assert m and 19.0 < float(m.group(1)) <= 20.0, r.stdout
+    assert abs(int(m.group(2)) / 1e6 - float(m.group(1))) < 0.001
+    assert abs(float(m.group(3)) - int(m.group(2)) * 500 / 1e6) < 0.001
     assert re.search(r"^pump clock:\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", r.stdout, re.M)
     # status needs no key at all
     r = ctl("status", keys=None)
@@ -256,7 +259,11 @@ def test_interrogate_json(ctl):
     assert 0 <= st["strokes_counted"] - st["strokes_completed"] <= 1 and st["strokes_completed"] >= 0
     assert isinstance(st["log_seq"], int) and st["log_seq"] > 0
     r = ctl("interrogate")
-    assert r.returncode == 0 and re.search(r"^program:\s+continuous, 400 ug/day at 500 ug/mL", r.stdout, re.M)
+    assert r.returncode == 0 and re.search(r"^program:\s+continuous, 400 µg/day \(800000 nL/day\) at 500 µg/mL",
+                                           r.stdout, re.M), r.stdout
+    # the caps and the patient bolus in µg, with the pump's nL beside them
+    assert "caps: 560 µg (1120000 nL) in any 24 h, 60 µg (120000 nL) in any hour" in r.stdout
+    assert "patient bolus: 30 µg (60000 nL) over 5 min, lockout 240 min, at most 4 in 24 h" in r.stdout
 
 
 # ------------------------------------------------------------------ programming
@@ -264,9 +271,10 @@ def test_program_file_yes_shows_readback_and_takes_effect(ctl, tmp_path):
     prog = write(tmp_path, "new.toml", NEW_PROGRAM)
     r = ctl("program", prog, "--yes")
     assert r.returncode == 0, r.stderr
-    assert "The pump read back:" in r.stdout
-    assert re.search(r"^\s+daily_dose_ug\s+450$", r.stdout, re.M), r.stdout
-    assert re.search(r"^\s+daily_nl\s+900000$", r.stdout, re.M)
+    assert "The pump read back" in r.stdout
+    # what was typed, then the pump's own numbers in µg and in nL, on one line
+    assert re.search(r"^\s+daily dose\s+450 µg/day\s+450 µg/day\s+900000 nL/day$", r.stdout, re.M), r.stdout
+    assert re.search(r"^\s+cap in any hour\s+60 µg\s+60 µg\s+120000 nL$", r.stdout, re.M), r.stdout
     assert "confirmed: the program is in force (state running)" in r.stdout
     st = ctl.json("interrogate")
     assert st["program"]["daily_dose_ug"] == 450 and st["program"]["daily_nl"] == 900_000
@@ -277,7 +285,7 @@ def test_program_without_yes_and_no_terminal_changes_nothing(ctl, tmp_path):
     prog = write(tmp_path, "new.toml", NEW_PROGRAM)
     r = ctl("program", prog)
     assert r.returncode == 2 and "--yes" in r.stderr
-    assert "The pump read back:" in r.stdout
+    assert "The pump read back" in r.stdout
     assert ctl.json("interrogate")["program"]["daily_dose_ug"] == 400
 
 
@@ -310,7 +318,7 @@ def test_refill(ctl):
     residual_ml = st["reservoir_nl"] / 1e6
     r = ctl("refill", "--volume-ml", "20", "--concentration", "500", "--residual-ml", "%.3f" % residual_ml)
     assert r.returncode == 0, r.stderr
-    assert "refilled; residual vs expected: ok; state running" in r.stdout
+    assert "refilled 20.000 mL of 500 µg/mL (10000 µg); residual vs expected: ok; state running" in r.stdout
     st = ctl.json("interrogate")
     assert st["fill_nl"] == 20_000_000 and st["state"] == "running"
 
@@ -318,7 +326,7 @@ def test_refill(ctl):
 def test_patient_bolus_granted_then_refused_in_lockout(ctl):
     r = ctl("bolus", "--patient")
     assert r.returncode == 0, r.stderr
-    assert "bolus granted: 60000 nL" in r.stdout
+    assert "bolus granted: 60000 nL = 30 µg over 5 min" in r.stdout
     # the 5 min bolus lasts half a real second; the lockout is 240 min (24 real s)
     deadline = time.monotonic() + 20
     while True:
@@ -329,12 +337,15 @@ def test_patient_bolus_granted_then_refused_in_lockout(ctl):
         break
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "lockout" in r.stderr and "refused" in r.stderr
+    # the time left, as the pump counts it: 240 min from the start of the bolus
+    assert re.search(r"lockout \(240 min from the start of the last one\); the next may be asked for in "
+                     r"(4 h 00 min|3 h [0-5]\d min) \d\d s", r.stderr), r.stderr
     assert "granted" not in r.stdout
 
 
 def test_clinician_bolus_and_wrong_key_file(ctl, tmp_path):
     r = ctl("bolus", "--dose-ug", "10", "--duration-min", "60")
-    assert r.returncode == 0 and "bolus granted: 20000 nL" in r.stdout, r.stderr
+    assert r.returncode == 0 and "bolus granted: 20000 nL = 10 µg over 60 min" in r.stdout, r.stderr
     other = new_keys(tmp_path, "other-keys.json")
     r = ctl("bolus", "--dose-ug", "10", "--duration-min", "60", keys=other)
     assert r.returncode == 1 and "bad_tag" in r.stderr, (r.stdout, r.stderr)
@@ -372,7 +383,10 @@ def test_log_export_csv_and_json(ctl, tmp_path):
     assert m and int(m.group(1)) > 0
     rows = list(csv.DictReader(open(tmp_path / "x.csv", newline="")))
     assert len(rows) == int(m.group(1))
-    assert list(rows[0])[:8] == ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"]
+    assert list(rows[0]) == ["seq", "time", "kind_name", "code_name", "detail", "kind", "code", "a", "b",
+                             "day", "ms", "wall_s"]
+    # the program put in force at the start, in words with its units
+    assert any(row["kind_name"] == "program" and row["detail"] == "800000 nL/day (400 ug/day)" for row in rows), rows
     kinds = {row["kind_name"] for row in rows}
     assert {"program", "alarm_test"} <= kinds, kinds
     r = ctl("log", "export", "--out", tmp_path / "x.json")

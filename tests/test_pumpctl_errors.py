@@ -220,7 +220,8 @@ class FakeClient:
 
     def log(self, ring="therapy"):
         FakeClient.calls.append(("log",))
-        return ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"], [[1, 0, 0, 100, 1, 0, 0, 0]]
+        # one record: a patient bolus (kind 8, code 2) of 60000 nL over 900 s
+        return ["seq", "day", "ms", "wall_s", "kind", "code", "a", "b"], [[1, 0, 0, 100, 8, 2, 60000, 900]]
 
 
 @pytest.fixture
@@ -293,10 +294,14 @@ def test_log_export_writes_csv_and_json(tmp_path, keyfile, capsys, fake_pump):
     old.write_text("a much longer earlier export that must not leave a tail\n" * 20)
     assert run(["--port", "loop://", "--keys", keyfile, "log", "export", "--out", old]) == 0
     lines = old.read_text().splitlines()
-    assert lines[0] == "seq,day,ms,wall_s,kind,code,a,b,kind_name,time" and len(lines) == 2
+    # names and words with units first, the raw numbers after them
+    assert lines[0] == "seq,time,kind_name,code_name,detail,kind,code,a,b,day,ms,wall_s" and len(lines) == 2
+    assert lines[1] == "1,2000-01-01 00:01:40,bolus,patient_bolus,60000 nL over 900 s,8,2,60000,900,0,0,100"
     assert run(["--port", "loop://", "--keys", keyfile, "log", "export", "--out", tmp_path / "x.json"]) == 0
     recs = json.loads((tmp_path / "x.json").read_text())
-    assert len(recs) == 1 and recs[0]["seq"] == 1 and "kind_name" in recs[0]
+    assert recs == [{"seq": 1, "time": "2000-01-01 00:01:40", "kind_name": "bolus", "code_name": "patient_bolus",
+                     "detail": "60000 nL over 900 s", "kind": 8, "code": 2, "a": 60000, "b": 900,
+                     "day": 0, "ms": 0, "wall_s": 100}]
 
 
 def test_log_export_that_loses_the_link_keeps_an_old_file_and_leaves_no_new_one(tmp_path, keyfile, capsys,

@@ -32,6 +32,7 @@ from pump import alarms as A
 from pump.compat import const, crc32_into
 from pump.controller import CommandError, Refused, REFUSAL_NAMES, WALL_MAX_S
 from pump.hmac256 import HMAC256, equal
+from pump.governor import CAP_HOURLY
 from pump.linklog import LinkNoise, BIT_OTHER
 from pump.program import ProgramError
 from pump.session import Identity
@@ -562,11 +563,29 @@ class Link:
             return False
         except Refused as e:
             why = REFUSAL_NAMES[e.code] if 0 <= e.code < len(REFUSAL_NAMES) else str(e.code)
-            self._send_error(ch, seq, E_REFUSED, "refused: " + why, {"reason": why})
+            self._send_error(ch, seq, E_REFUSED, "refused: " + why, self._refusal_detail(why, e.detail))
             return False
         answer["ok"] = True
         self._send(ch, ftype | 0x80, seq, answer)
         return changes
+
+    def _refusal_detail(self, why, detail):
+        """The numbers behind a refusal, for the programmer to show: the
+        detail the pump logged with it (seconds of lockout left, grants in
+        24 h, usable nL, which cap) and, for the caps, the cap and what the
+        window already holds, in nL. Read only: nothing here changes a dose."""
+        extra = {"reason": why, "detail": detail}
+        if why == "dose_limit":
+            g = self.pump.governor
+            if detail == CAP_HOURLY:
+                extra["cap"] = "hourly"
+                extra["cap_nl"] = g.cap_hour * g.stroke_nl
+                extra["used_nl"] = g.hour.total * g.stroke_nl
+            else:
+                extra["cap"] = "daily"
+                extra["cap_nl"] = g.cap_day * g.stroke_nl
+                extra["used_nl"] = g.day.total * g.stroke_nl
+        return extra
 
     # ------------------------------------------------------------ requests
     def stats(self):
