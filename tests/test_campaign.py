@@ -50,7 +50,8 @@ def rows(out_dir):
 def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, monkeypatch):
     """The alarm not latched across a restart: a pump that is stopped and
     restarts comes back stopped and silent. 40 runs must find it and each
-    shrunk failure must be a scenario of at most 3 events that fails I9 under
+    shrunk failure must be a scenario of at most 3 events that fails I9 (the
+    silent stop; or I7, the alarm whose cause is still there) under
     `pump-emu run` on the buggy pump and passes on the real one."""
     out = tmp_path / "bug"
     code, text, err = campaign(capsys, SPEC, "--out", out, "--runs", RUNS, "--workers", 0, "--pump", BUG,
@@ -58,15 +59,16 @@ def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, m
     assert code == 1, (text, err)
     s = summary(out)
     assert s["runs_done"] == RUNS and s["complete"] and not s["interrupted"]
-    assert s["failed"] >= 3 and set(s["failures_by_check"]) == {"I9"}, s["failures_by_check"]
+    by_check = s["failures_by_check"]
+    assert s["failed"] >= 3 and by_check.get("I9", 0) >= 3 and set(by_check) <= {"I9", "I7"}, by_check
     assert s["void"] == 0 and s["bad"] == 0, (s["void_runs"], s["bad_runs"])
-    assert len(s["shrunk"]) == dask_runner.SHRINK_PER_CHECK
+    assert dask_runner.SHRINK_PER_CHECK <= len(s["shrunk"]) <= dask_runner.SHRINK_PER_CHECK * len(by_check)
     for x in s["shrunk"]:
-        assert x["check"] == "I9" and x["events"] <= 3, x
+        assert x["check"] in by_check and x["events"] <= 3, x
         assert os.path.dirname(x["file"]) == str(out / "failures")
         with open(x["file"]) as f:
             body = f.read()
-        assert body.startswith("# Fails check I9 (") and "# reproduce: pump-emu run " + x["file"] in body
+        assert body.startswith("# Fails check %s (" % x["check"]) and "# reproduce: pump-emu run " + x["file"] in body
         assert len(tomllib.loads(body).get("events", [])) == x["events"]
         assert "pump-emu run " + x["file"] in text       # the summary names the command
         # reproducible: the file alone fails the same check through pump-emu run ...
@@ -74,7 +76,7 @@ def test_a_small_campaign_finds_a_planted_bug_and_shrinks_it(tmp_path, capsys, m
             m.setattr(engine, "Pump", campaign_bugs.AlarmsLostAtRestartPump)
             code = cli.main(["run", x["file"], "--out", str(tmp_path / "re"), "--no-plots", "--quiet"])
         rep = json.loads((tmp_path / "re" / "report.json").read_text())
-        assert code == 1 and "I9" in rep["verdict"]["failed"], rep["verdict"]
+        assert code == 1 and x["check"] in rep["verdict"]["failed"], rep["verdict"]
         # ... and it is the bug that fails it: the real pump passes the same file
         code = cli.main(["run", x["file"], "--out", str(tmp_path / "ok"), "--no-plots", "--quiet"])
         assert code == 0, json.loads((tmp_path / "ok" / "report.json").read_text())["verdict"]
