@@ -54,7 +54,7 @@ class Dosing:
         self.schedule.holding = self.tod.holding
         # while waiting to retry a stalled stroke the motor is not working: that
         # time is forfeited like any stop, but the stalled stroke stays owed
-        self.schedule.advance(dt, self._tod(), self._was_running and not self._retry_wait)
+        self.schedule.advance(dt, self.tod.ms // 1000, self._was_running and not self._retry_wait)
         if not self._was_running:
             self.schedule.forfeit()
         if jump or held != self.tod.holding:
@@ -81,7 +81,7 @@ class Dosing:
 
     def _cycle(self):
         self._sync()
-        tod = self._tod()
+        tod = self.tod.ms // 1000      # (self._tod(), without the call)
 
         # 1. feedback from the stroke commanded at the previous wake-up
         retry = False

@@ -156,6 +156,8 @@ class Schedule:
         else:
             self._forfeit(inc)
         for b in self.boluses:
+            if not b.active:
+                continue          # (b.run would add nothing)
             inc = b.run(secs)
             if running:
                 self.owed[b.kind] += inc

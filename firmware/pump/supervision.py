@@ -86,16 +86,18 @@ class Supervision:
             elif self.program is not None:
                 self._alarm(A.RESERVOIR_EMPTY)
             return
-        if not r.can_stroke():
+        # (every wake-up: the level read once; nothing is called when nothing changed)
+        rem = r.remaining_nl()
+        if rem - r.stroke_nl < r.empty_nl:       # r.can_stroke() is false
             if not self.stop & EMPTY:
-                self._halt(EMPTY, A.RESERVOIR_EMPTY, r.remaining_nl())
+                self._halt(EMPTY, A.RESERVOIR_EMPTY, rem)
         elif self.stop & EMPTY:
             self._unhalt(EMPTY)
             self._clear(A.RESERVOIR_EMPTY)
         low = self.program.low_reservoir_nl if self.program is not None else 0
-        if r.remaining_nl() <= low:
-            self._alarm(A.LOW_RESERVOIR, r.remaining_nl())
-        else:
+        if rem <= low:
+            self._alarm(A.LOW_RESERVOIR, rem)
+        elif self.alarms.active[A.LOW_RESERVOIR]:
             self._clear(A.LOW_RESERVOIR)
 
     def _feedback(self):
