@@ -115,8 +115,9 @@ class Dosing:
         # 5. pump time is saved at least every HEARTBEAT_MS, strokes or not: after
         # a reset the pump resumes from its last save, and time it forgot would
         # keep old strokes (or a conservative fill) in its windows that much longer
-        if self.time.since(self.ledger.day, self.ledger.ms) >= HEARTBEAT_MS:
-            self.ledger.save(self.time.day, self.time.ms)
+        t, led = self.time, self.ledger
+        if (t.day - led.day) * DAY_MS + (t.ms - led.ms) >= HEARTBEAT_MS:    # t.since(led.day, led.ms)
+            led.save(t.day, t.ms)
 
         # 6. alarms, and when to wake next
         nxt = self.alarms.annunciate(self._alarm_dt)
