@@ -99,7 +99,9 @@ class Dosing:
 
         # 3. what is owed was counted by _sync in the state the pump was in at the
         # previous decision; if it is stopped now, all that is owed is forfeited
-        self._check_drug()
+        p = self.program
+        if p is not None and p.conc != self.reservoir.conc:    # (else _check_drug finds nothing)
+            self._check_drug()
         self._check_reservoir()
         running = self._running()
         if not running:
