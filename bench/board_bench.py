@@ -8,6 +8,7 @@ board does for files on its filesystem.
 """
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,12 @@ def heap_figures(days=30):
         for heap, link in (("64wK", ""), ("64K", ""), ("4M", ""), ("64wK", "link"), ("4M", "link")):
             store = os.path.join(d, "store-%s-%s" % (heap, link))
             os.makedirs(store)
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             rc, kv, text = _mp([os.path.join(PORTABLE, "heap_driver.py"), PROFILE, str(days), store]
                                + ([link] if link else []), lib, heap)
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            # CPU seconds of the micropython process (its start and the driver included)
+            kv["cpu_s"] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             ok = rc == 0 and kv.get("faults") == "0" and kv.get("state") == "running"
             out[heap, link] = (ok, kv, text.strip().splitlines()[-1] if not ok else "")
         for daily in (20, 100, 800):
@@ -100,6 +105,11 @@ def main():
                                                   kv["live_after_import"], kv["live_after_setup"], kv["live_peak"]))
         else:
             print("  30 days, heapsize=%-4s (%s): FAILED: %s" % (heap, what, why))
+    ok, kv, _ = h["4M", ""]
+    if ok:
+        print("  time per wake-up, 30 days at heapsize=4M: %.1f us (%d wake-ups, %.2f s of CPU with the start "
+              "and the driver; a Pico's are slower by the ratio of the two CPUs)"
+              % (kv["cpu_s"] * 1e6 / int(kv["wakes"]), int(kv["wakes"]), kv["cpu_s"]))
     for daily in (20, 100, 800):
         a, f = h["alloc", daily], h["alloc_file", daily]
         print("  bytes allocated per stroke at %3d ug/day: pump %d (target 0); with the board's file store "

@@ -1,10 +1,13 @@
 # What each scenario event does to the world: clinic commands go through the
 # pump's own command interface (as over the programmer link); faults act on the
 # simulated hardware only, and the pump has to find out for itself.
-from emulator.engine import RESET_CAUSES
+# (the engine imports this module, never the other way: the reset causes come
+# from the firmware's own names)
+from pump.stops import RESET_POWER_ON, RESET_WATCHDOG, RESET_SOFT
 from emulator.preset import fmt_time
 from emulator.store import FaultCollision
 
+RESET_CAUSES = {"power_on": RESET_POWER_ON, "watchdog": RESET_WATCHDOG, "soft": RESET_SOFT}
 UL = 1000        # nL per uL
 ML = 1000000     # nL per mL
 

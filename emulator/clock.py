@@ -28,15 +28,19 @@ class ClockModel:
         return self.now + self.now * self.drift_ppm // 1000000
 
     # --- the clock port ---------------------------------------------------
+    # (read at every wake-up: each computes pump_elapsed_ms() in line)
     def ticks_ms(self):
-        return (self.ticks_start + self.pump_elapsed_ms()) & TICKS_MASK
+        now = self.now
+        return (self.ticks_start + now + now * self.drift_ppm // 1000000) & TICKS_MASK
 
     def wall_s(self):
-        return self.wall_base + self.pump_elapsed_ms() // 1000 + self.wall_adjust
+        now = self.now
+        return self.wall_base + (now + now * self.drift_ppm // 1000000) // 1000 + self.wall_adjust
 
     def tod_s(self):
         """Local seconds since midnight: what the pump reads at every wake-up."""
-        return self.wall_s() % 86400
+        now = self.now
+        return (self.wall_base + (now + now * self.drift_ppm // 1000000) // 1000 + self.wall_adjust) % 86400
 
     def set_wall(self, s):
         self.wall_adjust = s - (self.wall_base + self.pump_elapsed_ms() // 1000)

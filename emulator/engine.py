@@ -37,7 +37,6 @@ from emulator.store import StoreModel, PowerCut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) if os is not None else None
 BOARDS = os.path.join(ROOT, "boards") if os is not None else None
-RESET_CAUSES = {"power_on": RESET_POWER_ON, "watchdog": RESET_WATCHDOG, "soft": RESET_SOFT}
 SERIES_EVERY = 6          # reservoir and battery: every 6th patient sample
 
 

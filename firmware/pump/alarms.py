@@ -103,6 +103,8 @@ class Alarms:
     def annunciate(self, dt, sound=True):
         """Let dt ms pass; sound what is due (unless sound is False: the time is
         spent on the countdowns only). -> ms until the next sound (or None)."""
+        if True not in self.active:
+            return None       # the usual wake-up: nothing to count down or sound
         pattern = 0
         nxt = None
         for c in range(1, N_ALARMS):

@@ -165,8 +165,16 @@ class Governor:
         self.limits_set = False
 
     def roll(self, day, ms):
-        self.day.roll(self.day.index(day, ms))
-        self.hour.roll(self.hour.index(day, ms))
+        # each window's index(day, ms) in line, and rolled only when it moved
+        # on (Window.roll does nothing otherwise): this runs twice a stroke
+        d = self.day
+        i = day * d.per_day + ms // d.slot_ms
+        if i > d.head:
+            d.roll(i)
+        d = self.hour
+        i = day * d.per_day + ms // d.slot_ms
+        if i > d.head:
+            d.roll(i)
 
     def check(self, day, ms, volume_nl, remaining_nl, empty_nl):
         """Would one more stroke of volume_nl now be safe? -> OK or a reason."""

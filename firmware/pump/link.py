@@ -30,7 +30,7 @@ from binascii import hexlify
 from pump import frames as F
 from pump import alarms as A
 from pump.compat import const, crc32_into
-from pump.controller import CommandError, Refused, REFUSAL_NAMES, WALL_MAX_S
+from pump.stops import CommandError, Refused, REFUSAL_NAMES, WALL_MAX_S
 from pump.hmac256 import HMAC256, equal
 from pump.governor import CAP_HOURLY
 from pump.linklog import LinkNoise, BIT_OTHER

@@ -36,7 +36,11 @@ class PumpTime:
         self._last_ticks = ticks
         if dt <= 0:  # a tick source must not run backwards; ignore, never rewind
             return 0
-        self.add(dt)
+        ms = self.ms + dt      # self.add(dt), in line: every wake-up runs this
+        while ms >= DAY_MS:
+            ms -= DAY_MS
+            self.day += 1
+        self.ms = ms
         return dt
 
     def add(self, dt):

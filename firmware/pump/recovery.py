@@ -18,8 +18,8 @@ from pump.timeofday import TOLERANCE_MS as TOD_TOLERANCE_MS
 from pump.units import DAY_MS
 
 SAFE_MODE = 8        # the storage record's code when a start enters safe mode (a: its nL/day)
-from pump.controller import (STOP_ALARMS, NEEDS_PROGRAM, STORAGE, OCCLUDED, EOS, _PERSISTED_STOPS,
-                             RESETS_ALARM, RESET_WATCHDOG)
+from pump.stops import (STOP_ALARMS, NEEDS_PROGRAM, STORAGE, OCCLUDED, EOS, PERSISTED_STOPS,
+                        RESETS_ALARM, RESET_WATCHDOG)
 
 
 
@@ -238,7 +238,7 @@ def _restore_therapy(pump, t):
             pump.stop |= STORAGE
             pump._event_later.append((E.STORAGE, 5, 0))
             pump._revalidation_failed = True
-    pump.stop |= t.get("stop", 0) & _PERSISTED_STOPS
+    pump.stop |= t.get("stop", 0) & PERSISTED_STOPS
     if pump.program is None:
         pump.stop |= NEEDS_PROGRAM
     pump.titration = t.get("titration", [])

@@ -108,10 +108,16 @@ class Schedule:
         self.bridge_rate = 0
         self.holding = False       # the wall clock went back: the day's schedule
         #                            waits at the program's lowest rate (timeofday.py)
+        # the flex step the basal rate was last chosen from: its program's steps
+        # and the seconds of the day it covers, [lo, hi)
+        self._steps = None
+        self._span_steps = None
+        self._span_lo = self._span_hi = 0
 
     # --- what is in force -------------------------------------------------
     def set_program(self, program, tod_s):
         self.program = program
+        self._steps = getattr(program, "steps", None)   # [(start s, nL/day)], sorted (program.py)
         self._select(tod_s)
 
     def start_bridge(self, volume_nl, old_rate_nl_day, tod_s):
@@ -125,12 +131,29 @@ class Schedule:
     def _select(self, tod_s):
         if self.bridge_left_nl > 0:
             self.basal.set(self.bridge_rate)
+            self._span_steps = None
         elif self.program is None:
             self.basal.set(0)
+            self._span_steps = None
         elif self.holding:
             self.basal.set(self.program.min_rate)
+            self._span_steps = None
         else:
-            self.basal.set(self.program.rate_at(tod_s))
+            # the step in force is looked up when the day has left it (or the
+            # program changed), not at every wake-up
+            st = self._steps
+            if st is None:
+                self.basal.set(self.program.rate_at(tod_s))
+            elif st is not self._span_steps or tod_s < self._span_lo or tod_s >= self._span_hi:
+                lo, hi = 0, DAY_S
+                for start, _ in st:
+                    if start <= tod_s:
+                        lo = start
+                    else:
+                        hi = start
+                        break
+                self._span_steps, self._span_lo, self._span_hi = st, lo, hi
+                self.basal.set(self.program.rate_at(tod_s))
 
     def bolus(self, kind):
         return self.boluses[kind - 1]
@@ -156,6 +179,8 @@ class Schedule:
         else:
             self._forfeit(inc)
         for b in self.boluses:
+            if not b.active:
+                continue          # (b.run would add nothing)
             inc = b.run(secs)
             if running:
                 self.owed[b.kind] += inc

@@ -74,7 +74,11 @@ class TimeOfDay:
         while m >= DAY_MS:
             m -= DAY_MS
         self.ms = m
-        d = self.ahead_ms(tod_s)
+        d = tod_s * 1000 - m       # self.ahead_ms(tod_s), in line: every wake-up runs this
+        if d > _HALF_DAY_MS:
+            d -= DAY_MS
+        elif d <= -_HALF_DAY_MS:
+            d += DAY_MS
         if d > 0:
             # at the wall clock's second (it steps whole seconds, and the place
             # was set from one): so a step starts when the clock says it does
