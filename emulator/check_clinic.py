@@ -37,7 +37,7 @@ def _what(kind, code):
 
 
 def check_asked(v):
-    name = "the clinic's orders: boluses as asked, suspensions as ordered"
+    name = "authority: therapy changed only as the clinic ordered (boluses as asked, suspensions as ordered)"
     if v.clinic.from_log:
         return result("I8", name, NOT_CHECKED, "commands came over the programmer link: the pump's own "
                       "log is the only record of them", "0 commands")

@@ -388,7 +388,7 @@ def test_junit_is_valid_and_has_a_case_per_check_and_expectation(tmp_path, capsy
     assert failed == ["expect[0] alarm occlusion raised"]
     skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
     assert skipped == ["I3 no stroke while stopped", "I7 alarms raised on their cause, and heard",
-                       "I8 the clinic's orders: boluses as asked, suspensions as ordered"]
+                       "I8 authority: therapy changed only as the clinic ordered (boluses as asked, suspensions as ordered)"]
 
 
 def test_check_runs_many_and_exits_by_the_worst(tmp_path, capsys):
