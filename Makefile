@@ -72,7 +72,7 @@ lab: $(RUN_STAMP)
 test: $(STAMP)
 	@$(BIN)/python -c "from host_tools.lab import browser_missing as m; w = m(); print('make test: the lab browser tests (tests/test_lab.py) will be SKIPPED: ' + w) if w else None"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c "from emulator.wasm32 import missing as m; w = m(); print('make test: the 32-bit MicroPython tests (tests/test_wasm32.py) will be SKIPPED: ' + w) if w else None"
-	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -n logical --dist loadfile
 
 test-quick: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=dev $(BIN)/python -m pytest -q \

@@ -89,7 +89,9 @@ class Clinic:
     def refills(self, raw_events):
         """[(t, nL, told ug/mL)]: each refill the pump was told of, the start's
         fill included. A refill cut short by a reset counts if the pump logged
-        it (it knew, then)."""
+        it (it knew, then). In a served run: the refills the pump logged."""
+        if self.from_log:     # refills came over the link too: the pump's log is the record
+            return [(t, a, b) for t, kind, code, a, b in raw_events if kind == E.REFILL and code == 0]
         logged = set(t for t, kind, code, a, b in raw_events if kind == E.REFILL and code == 0)
         out = []
         for t, name, args, err in self.commands:
