@@ -2,9 +2,10 @@
 #
 # Frozen into the firmware image, the core's and the adapters' bytecode runs
 # from flash and the heap holds only the pump's own objects. Loaded from .mpy
-# files (what `make flash` does) the core's code takes 51.1 KB of a 32-bit heap,
-# 69.3 KB with the link, and 30 days need a 101 KB heap (docs/wiring.md, `make
-# bench`), so a board held to a heap of 64 KB needs this build:
+# files (what `make flash` does) the core's code and objects make a 32-bit heap
+# peak at 81 KB, 107 KB with the link, and 30 days need a 120 KB heap with the
+# link (docs/wiring.md, `make bench`), so a board held to a heap of 64 KB needs
+# this build:
 #   cd micropython/ports/rp2 && make BOARD=RPI_PICO FROZEN_MANIFEST=$PWD/../../../itb/boards/manifest.py
 #   cd micropython/ports/esp32 && make BOARD=ESP32_GENERIC FROZEN_MANIFEST=...
 # then copy only main.py, board.json and keys.json to the board.
