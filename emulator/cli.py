@@ -17,7 +17,6 @@ import argparse
 import glob
 import os
 import sys
-import time
 
 from emulator import report as R
 from emulator.scenario import ScenarioError, find, library, load, fmt_time
@@ -86,16 +85,11 @@ def cmd_run(args):
 
         def progress(t):
             bar.update(t / 86400000 - bar.n)
-    t0 = time.perf_counter()
     try:
-        w.run(progress)
-        wall = time.perf_counter() - t0
+        rep = R.judged_run(w, args.runtime, progress)
+    finally:
         if bar is not None:
             bar.close()
-        rep = R.build(w)
-    finally:
-        w.close()
-    rep["run"] = {"wall_s": round(wall, 3), "runtime": args.runtime}
     if not args.no_plots:
         from emulator import plots
         plots.write_all(w, rep, args.out)
@@ -103,7 +97,7 @@ def cmd_run(args):
     if args.junit:
         _write_junit(args.junit, [rep])
     if not args.quiet:
-        print(R.summary(rep, args.out, wall, plots=not args.no_plots))
+        print(R.summary(rep, args.out, rep["run"]["wall_s"], plots=not args.no_plots))
     return _status(rep, args.no_fail)
 
 
@@ -131,14 +125,7 @@ def check_one(item, runtime, out, plots):
         return {"name": name, "file": item, "error": str(e)}
     from emulator.engine import World
     w = World(sc, runtime=runtime)
-    t0 = time.perf_counter()
-    try:
-        w.run()
-        wall = time.perf_counter() - t0
-        rep = R.build(w)
-    finally:
-        w.close()
-    rep["run"] = {"wall_s": round(wall, 3), "runtime": runtime}
+    rep = R.judged_run(w, runtime)
     if out:
         d = os.path.join(out, sc.name)
         if plots:

@@ -109,6 +109,21 @@ def build(w, other_trace=None):
     }
 
 
+def judged_run(w, runtime, progress=None):
+    """Run a World to its end and judge it; the pump process is closed
+    whatever happens. -> the report, with how long the run took."""
+    import time
+    t0 = time.perf_counter()
+    try:
+        w.run(progress)
+        wall = time.perf_counter() - t0
+        rep = build(w)
+    finally:
+        w.close()
+    rep["run"] = {"wall_s": round(wall, 3), "runtime": runtime}
+    return rep
+
+
 def write(w, report, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "trace.csv"), "w", newline="") as f:

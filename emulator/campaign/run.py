@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import os
 import tempfile
-import time
 
 # the alarm each injected fault should bring, for the latency figures
 FAULT_ALARM = {"block": ("occlusion",), "kink": ("occlusion",), "jam": ("motor_stall",),
@@ -48,14 +47,7 @@ def execute(name, text, runtime="cpython", pump=None):
         sc = load(path)
         with pump_class(pump):
             w = World(sc, runtime=runtime)
-            t0 = time.perf_counter()
-            try:
-                w.run()
-                wall = time.perf_counter() - t0
-                rep = R.build(w)
-            finally:
-                w.close()
-    rep["run"] = {"wall_s": round(wall, 3), "runtime": runtime}
+            rep = R.judged_run(w, runtime)
     return rep, list(w.events)
 
 
