@@ -337,3 +337,23 @@ def test_a_cut_before_a_stalled_strokes_correction_is_saved_is_reported_as_uncer
     assert r.pump.status()["reservoir_uncertain_nl"] == st["reservoir_uncertain_nl"]
     r.advance(DAY)
     assert len(r.hw.motor.trace) - n0 >= nl_day(500, 500) // STROKE - 2
+
+
+def test_a_reset_right_after_a_change_of_strength_keeps_the_windows_in_the_new_strength():
+    """The windows count strokes; at a new strength a clinician's program
+    re-expresses them (twice as many strokes at half the strength). A reset
+    before the next window save brought back the old counts: the pump then gave
+    40 % over the new 24 h cap in drug (the property test found it)."""
+    r = Run(P)
+    assert r.refill(FILL, 2000) is None
+    assert r.program(make_program(2000, 600)) is None
+    t0 = r.now
+    r.advance(20 * HOUR + 37_000)                        # (between two strokes)
+    assert r.refill(FILL, 1000) is None                 # half the strength: a program for it
+    assert r.program(make_program(1000, 150)) is None     # caps far below the last 20 h's drug
+    r.reboot()                                            # in the same window slot: no stroke saved it
+    r.advance(DAY)
+    assert not [v for v in r.check() if v.startswith("I2")], r.check()[:3]
+    # and it doses again once the old strength's drug has left the 24 h window
+    r.advance(DAY)
+    assert strokes(r, r.now - HOUR) > 0 and strokes(r, t0) > 0

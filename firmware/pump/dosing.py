@@ -205,6 +205,8 @@ class Dosing:
         if old and self.program is not None and old != self.program.conc:
             self.governor.day.rescale(old, self.program.conc)
             self.governor.hour.rescale(old, self.program.conc)
+            self._save_window()           # (both copies, as at a program change)
+            self._save_window()
         self.bridge_from = None
         self._apply_limits()
         self._event(E.BRIDGE, 1, 0)

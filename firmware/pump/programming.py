@@ -64,6 +64,11 @@ class Programming:
         elif prev is not None and prev.conc != p.conc and not self.safe_mode:
             self.governor.day.rescale(prev.conc, p.conc)
             self.governor.hour.rescale(prev.conc, p.conc)
+            # saved at once, both copies, before the program: a reset must not
+            # bring back the windows in the old strength's strokes (fewer, at a
+            # weaker new strength) under the new program's caps
+            self._save_window()
+            self._save_window()
         self.ledger.max_daily_nl = p.max_daily_nl
         self.ledger.max_hourly_nl = p.max_hourly_nl
         self.program = p
