@@ -103,6 +103,29 @@ class RunView:
         return e
 
 
+class SlidingSum:
+    """The sum of the values added in the last `span` ms (an entry leaves once
+    it is `span` old), kept in one pass over times that never go back."""
+
+    def __init__(self, span):
+        self.span = span
+        self.q = []
+        self.head = 0
+        self.total = 0
+
+    def add(self, t, x):
+        q = self.q
+        q.append((t, x))
+        self.total += x
+        while q[self.head][0] <= t - self.span:
+            self.total -= q[self.head][1]
+            self.head += 1
+        if self.head > 4096:
+            del q[:self.head]
+            self.head = 0
+        return self.total
+
+
 # ---------------------------------------------------------------- I2 caps
 def check_caps(v):
     """Sliding 24 h and 1 h windows in pg (nL x ug/mL), so strokes of two
@@ -110,7 +133,7 @@ def check_caps(v):
     stroke, progs = v.stroke, v.progs
     worst = {"24 h": 0, "1 h": 0}
     first_bad = None
-    wins = {"24 h": [DAY, [], 0, 0], "1 h": [HOUR, [], 0, 0]}
+    wins = {"24 h": SlidingSum(DAY), "1 h": SlidingSum(HOUR)}
     pi = 0
     n = 0
     for t, nl, kind, conc in v.trace:
@@ -125,16 +148,7 @@ def check_caps(v):
         pg = stroke * cur["concentration_ug_ml"]
         n += 1
         for name, win in wins.items():
-            span, q, head, total = win
-            q.append((t, pg))
-            total += pg
-            while q[head][0] <= t - span:
-                total -= q[head][1]
-                head += 1
-            if head > 4096:
-                del q[:head]
-                head = 0
-            win[2], win[3] = head, total
+            total = win.add(t, pg)
             cap_pg = caps[name] * 1000000
             worst[name] = max(worst[name], total * 1000 // cap_pg)
             if total > cap_pg and first_bad is None:
@@ -253,9 +267,7 @@ def check_real_day(v):
     g_starts = [g[0] for g in grants]
     forwards = _forward_jumps(v)
     cache = {}
-    q = []
-    head = 0
-    total = 0          # pg in the window
+    window = SlidingSum(DAY)   # pg in the 24 real hours ending at each stroke
     worst = 0
     bad = None
     n = 0
@@ -264,14 +276,7 @@ def check_real_day(v):
             continue
         pi = bisect_right(starts, t) - 1
         c = tables[pi - 1][2] if kind == BRIDGE and pi > 0 else tables[pi][2]
-        q.append((t, v.stroke * c))
-        total += v.stroke * c
-        while q[head][0] <= t - DAY:
-            total -= q[head][1]
-            head += 1
-        if head > 4096:
-            del q[:head]
-            head = 0
+        total = window.add(t, v.stroke * c)
         n += 1
         a = t - DAY
         p0 = max(bisect_right(starts, a) - 1, 0)

@@ -10,8 +10,6 @@
 from pump import eventlog as E
 from pump.schedule import BOLUS, PATIENT
 
-UL = 1000
-
 
 def _prog_at(programs, t):
     """The program (raw dict) the clinic had put in force by t, or None."""
@@ -41,10 +39,6 @@ class Clinic:
         self.commands = [(t, n, args, None if i in took else err) for i, (t, n, args, err) in enumerate(w.commands)]
         self.programs = w.programs
         self.profile = w.profile
-
-    def ok(self, name):
-        """Times of the commands of that name the pump answered without error."""
-        return [t for t, n, args, err in self.commands if n == name and err is None]
 
     def asked_boluses(self):
         """[(t, log kind, code, nL, ms)]: each bolus or prime the clinic asked
