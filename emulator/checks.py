@@ -131,36 +131,43 @@ def check_caps(v):
     """Sliding 24 h and 1 h windows in pg (nL x ug/mL), so strokes of two
     strengths add up; a bridge stroke carries the old drug, under its caps."""
     stroke, progs = v.stroke, v.progs
-    worst = {"24 h": 0, "1 h": 0}
+    worst_day = worst_hour = 0
     first_bad = None
-    wins = {"24 h": SlidingSum(DAY), "1 h": SlidingSum(HOUR)}
+    day, hour = SlidingSum(DAY), SlidingSum(HOUR)
     pi = 0
+    last = len(progs) - 1
     n = 0
     for t, nl, kind, conc in v.trace:
         if not progs or t < progs[0][0]:
             continue
-        while pi + 1 < len(progs) and progs[pi + 1][0] <= t:
+        while pi < last and progs[pi + 1][0] <= t:
             pi += 1
-        cur = progs[pi][1]
-        if kind == BRIDGE and pi > 0:
-            cur = progs[pi - 1][1]
-        caps = {"24 h": cur["max_daily_ug"], "1 h": cur["max_hourly_ug"]}
+        cur = progs[pi - 1][1] if kind == BRIDGE and pi > 0 else progs[pi][1]
         pg = stroke * cur["concentration_ug_ml"]
         n += 1
-        for name, win in wins.items():
-            total = win.add(t, pg)
-            cap_pg = caps[name] * 1000000
-            worst[name] = max(worst[name], total * 1000 // cap_pg)
-            if total > cap_pg and first_bad is None:
-                first_bad = "%s window ending at %d ms holds %d ug, cap %d ug" % (name, t, total // 1000000, caps[name])
+        # the 24 h window first, then the 1 h window (the first that fails is named)
+        total = day.add(t, pg)
+        cap_pg = cur["max_daily_ug"] * 1000000
+        share = total * 1000 // cap_pg
+        if share > worst_day:
+            worst_day = share
+        if total > cap_pg and first_bad is None:
+            first_bad = "24 h window ending at %d ms holds %d ug, cap %d ug" % (t, total // 1000000, cur["max_daily_ug"])
+        total = hour.add(t, pg)
+        cap_pg = cur["max_hourly_ug"] * 1000000
+        share = total * 1000 // cap_pg
+        if share > worst_hour:
+            worst_hour = share
+        if total > cap_pg and first_bad is None:
+            first_bad = "1 h window ending at %d ms holds %d ug, cap %d ug" % (t, total // 1000000, cur["max_hourly_ug"])
     name = "hard caps (sliding 24 h and 1 h)"
     covered = "%d windows ending at a stroke" % n
     if not n:
         return result("I2", name, NOT_CHECKED, "no stroke under a program: no window to judge", covered)
     return result("I2", name, FAIL if first_bad else OK,
                   first_bad or "fullest 24 h window %.1f %% of its cap, fullest 1 h window %.1f %%"
-                  % (worst["24 h"] / 10, worst["1 h"] / 10), covered,
-                  fullest_24h_permille=worst["24 h"], fullest_1h_permille=worst["1 h"])
+                  % (worst_day / 10, worst_hour / 10), covered,
+                  fullest_24h_permille=worst_day, fullest_1h_permille=worst_hour)
 
 
 # ---------------------------------------------------------------- I3 stops
@@ -267,6 +274,10 @@ def check_real_day(v):
     g_starts = [g[0] for g in grants]
     forwards = _forward_jumps(v)
     cache = {}
+    # a window wholly inside one program's time: its daily dose, in pg
+    whole = [daily[i] / DAY * tables[i][2] for i in range(len(tables))]
+    last = len(starts) - 1
+    stroke = v.stroke
     window = SlidingSum(DAY)   # pg in the 24 real hours ending at each stroke
     worst = 0
     bad = None
@@ -276,27 +287,35 @@ def check_real_day(v):
             continue
         pi = bisect_right(starts, t) - 1
         c = tables[pi - 1][2] if kind == BRIDGE and pi > 0 else tables[pi][2]
-        total = window.add(t, v.stroke * c)
+        total = window.add(t, stroke * c)
         n += 1
         a = t - DAY
-        p0 = max(bisect_right(starts, a) - 1, 0)
-        bound = 0.0              # pg
-        for i in range(p0, pi + 1):
-            lo, hi = max(starts[i], a), min(starts[i + 1] if i + 1 < len(starts) else t, t)
-            if hi > lo:
-                nl_ms = daily[i] if hi - lo >= DAY - 1000 else _peak_nl(tables[i][1], hi - lo, cache)
-                bound += nl_ms / DAY * tables[i][2]
-        for j in range(bisect_left(g_starts, a - longest), bisect_right(g_starts, t)):
-            t0, d, vol = grants[j]
-            el = min(max(t - t0, 0), d) - min(max(a - t0, 0), d)
-            if el > 0:
-                bound += vol * el / max(d, 1) * _conc_at(tables, t0)
+        if starts[pi] <= a:
+            bound = 0.0 + whole[pi]
+        else:
+            p0 = bisect_right(starts, a) - 1
+            if p0 < 0:
+                p0 = 0
+            bound = 0.0              # pg
+            for i in range(p0, pi + 1):
+                lo = starts[i] if starts[i] > a else a
+                hi = starts[i + 1] if i < last and starts[i + 1] < t else t
+                if hi > lo:
+                    nl_ms = daily[i] if hi - lo >= DAY - 1000 else _peak_nl(tables[i][1], hi - lo, cache)
+                    bound += nl_ms / DAY * tables[i][2]
+        if grants:
+            for j in range(bisect_left(g_starts, a - longest), bisect_right(g_starts, t)):
+                t0, d, vol = grants[j]
+                el = min(max(t - t0, 0), d) - min(max(a - t0, 0), d)
+                if el > 0:
+                    bound += vol * el / max(d, 1) * _conc_at(tables, t0)
         for tf, allowance, fc in forwards:
             if a < tf <= t:
                 bound += allowance * fc
-        bound += v.stroke * c
+        bound += stroke * c
         share = int(total * 1000 // max(bound, 1))
-        worst = max(worst, share)
+        if share > worst:
+            worst = share
         if total > bound + 8 * c and bad is None:
             bad = "%d ug in the 24 real hours ending at %d ms, at most %d ug may be given" % (
                 total // 1000000, t, int(bound) // 1000000)

@@ -15,6 +15,7 @@
 from pump import eventlog as E
 
 DAY = 86400000
+_NEVER = 1 << 62         # (no change to come)
 SAFE_MODE = 8            # firmware/pump/recovery.py: the storage record that says safe mode began
 
 
@@ -118,6 +119,8 @@ class Scheduled:
         self.held = 0
         self.t = 0
         self.s = 0
+        self._seg_rate = 0       # the stretch basal_to is in: its rate, and where it ends
+        self._seg_end = -1
         self.last_program = last
 
     def _set_wall(self, tc, off):
@@ -150,26 +153,34 @@ class Scheduled:
             self.ci += 1
 
     def basal_to(self, t):
+        if t < self._seg_end:
+            # the usual call (a stroke a few seconds after the last): still in
+            # the stretch at one rate found last time, with no change before t
+            self.s += self._seg_rate * (t - self.t)
+            self.t = t
+            return self.s
         while self.t < t:
             self._apply_changes(self.t)
-            nxt = self.changes[self.ci][0] if self.ci < len(self.changes) else t
-            end = min(t, nxt) if nxt > self.t else t
+            # the stretch from self.t at one rate: up to the next change, the
+            # end of a hold or the next flex step, whichever is first
+            seg_end = self.changes[self.ci][0] if self.ci < len(self.changes) else _NEVER
             if self.table is None:
-                self.t = end
-                continue
-            tod = ((self.wall_off or 0) + self.t // 1000) % 86400
-            if self.bridge is not None:
-                rate, secs = self.bridge, None
+                rate = 0
+            elif self.bridge is not None:
+                rate = self.bridge
             elif self.t < self.hold_until:
                 rate = min(r for _, r in self.table)
-                secs = None
-                end = min(end, self.hold_until)
+                if self.hold_until < seg_end:
+                    seg_end = self.hold_until
             else:
+                tod = ((self.wall_off or 0) + self.t // 1000) % 86400
                 rate, secs = rate_at(self.table, tod), secs_to_change(self.table, tod)
-            if secs is not None:
-                end = min(end, (self.t // 1000 + secs) * 1000)
+                if secs is not None and (self.t // 1000 + secs) * 1000 < seg_end:
+                    seg_end = (self.t // 1000 + secs) * 1000
+            end = t if t < seg_end else seg_end
             self.s += rate * (end - self.t)
             self.t = end
+            self._seg_rate, self._seg_end = rate, seg_end
         self._apply_changes(t)
         return self.s
 
