@@ -1,13 +1,20 @@
 """Emulator speed: a 180-day refill interval at stroke resolution.
 
-Workload (issue figures): 500 ug/day at 500 ug/mL with the sim profile's
+Workload (the figures the speed work is measured by): 500 ug/day at 500 ug/mL with the sim profile's
 250 nL stroke, i.e. 4000 strokes a day, 720 000 strokes in 180 days; a 40 mL
 reservoir class is not needed: the pump is refilled every 20 days as a clinic
 would (so delivery never stops). Prints wall seconds, strokes per second, the
 ratio of simulated to real time, and the same workload as a bare Python loop
 that only adds up the strokes (the lower bound for any stroke-by-stroke
-emulator in CPython). Figures only: nothing here passes or fails.
+emulator in CPython). Then the firmware alone (bench/portable_wake.py, the
+tests' fake ports, no emulator): microseconds per wake-up under CPython and
+under the MicroPython unix port, each against a floor measured in the same
+process (as many calls to a method that only returns). Figures only:
+nothing here passes or fails.
 """
+import os
+import subprocess
+import sys
 import time
 
 from emulator.engine import World
@@ -15,6 +22,8 @@ from emulator.report import build
 from emulator.scenario import from_dict
 
 DAYS = 180
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WAKE_DAYS = 10
 
 
 def scenario():
@@ -40,6 +49,23 @@ def bare_loop(strokes, stroke_nl):
     return time.perf_counter() - t0
 
 
+def firmware_alone(interpreter):
+    """-> {wakes, strokes, pump_us, floor_us} of bench/portable_wake.py, or None."""
+    paths = [os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tests", "portable")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths), MICROPYPATH=os.pathsep.join(paths))
+    try:
+        r = subprocess.run([interpreter, os.path.join(ROOT, "bench", "portable_wake.py"),
+                            os.path.join(ROOT, "boards", "sim.json"), str(WAKE_DAYS), "500"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    except OSError:
+        return None
+    kv = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    if r.returncode != 0 or kv.get("state") != "running":
+        print("  (%s: %s)" % (os.path.basename(interpreter), r.stdout.strip().splitlines()[-1:]))
+        return None
+    return {k: int(v) for k, v in kv.items() if v.isdigit()}
+
+
 def main():
     sc = scenario()
     w = World(sc)
@@ -63,7 +89,22 @@ def main():
     print("  bare loop, same strokes %.3f s (lower bound; %.0fx faster than the emulator)" % (bare, run_s / bare))
     print("  invariants              %s%s" % ("all hold" if not bad else "FAILED: " + ", ".join(bad),
                                              "; not checked (nothing to judge): " + ", ".join(unjudged) if unjudged else ""))
-    print("  target: 180 days in under 3 s (more than 5e6 x real time)")
+    print("  target: 180 days in under 3 s (more than 5e6 x real time): %.2f us a wake-up for everything"
+          % (3e6 / (n * 2)))
+    mp = os.path.join(os.path.dirname(sys.executable), "micropython")
+    print("the firmware alone (fake ports, no emulator), %d days at 500 ug/day:" % WAKE_DAYS)
+    for name, interp in (("CPython", sys.executable), ("MicroPython unix port", mp)):
+        f = firmware_alone(interp)
+        if f is None:
+            print("  %-22s not measured" % name)
+            continue
+        per = f["pump_us"] / f["wakes"]
+        floor = f["floor_us"] / f["wakes"]
+        print("  %-22s %.1f us a wake-up (%d wake-ups, %d strokes); floor (a call that only returns) "
+              "%.3f us: %.0fx the floor" % (name, per, f["wakes"], f["strokes"], floor, per / floor))
+        if name == "CPython":
+            print("  %-22s so %d strokes of the run above cost at least %.1f s in the firmware alone"
+                  % ("", n, per * n * 2 / 1e6))
 
 
 if __name__ == "__main__":
