@@ -44,7 +44,9 @@ class RunView:
         self.stroke = w.profile["stroke_nl"]
         self.ppm = w.clock.drift_ppm
         pt = self.pt
-        self.trace = [(pt(t), nl, kind, conc) for t, nl, kind, conc in w.motor.trace]
+        # (a pump whose crystal keeps true time: its clock is the world's, nothing to convert)
+        self.trace = (list(w.motor.trace) if not self.ppm
+                      else [(pt(t), nl, kind, conc) for t, nl, kind, conc in w.motor.trace])
         self.times = [r[0] for r in self.trace]
         self.end = pt(w.sc.duration_ms)
         self.progs = [(pt(t), prog, rb) for t, prog, rb in w.programs]
