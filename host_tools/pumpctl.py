@@ -470,7 +470,7 @@ def log_rows(fields, recs):
     seq, time (the pump's local wall clock), kind_name, code_name, detail
     ('60000 nL over 900 s'), then the raw numbers (kind, code, a, b; day and
     ms of the pump's monotonic time; wall_s: seconds since 2000-01-01)."""
-    from emulator.events import describe
+    from logwords.events import describe
     rows = []
     for r in recs:
         raw = dict(zip(fields, r))

@@ -13,7 +13,7 @@ browser cannot:
     the parsed scenario, as to_plain() gives it), with an index;
   - the board profile boards/sim.json is copied;
   - the firmware core (firmware/pump/*.py) and the emulator modules the page
-    needs are copied under lab/build/py/, with a manifest the page reads to
+    needs (with logwords/, which they import) are copied under lab/build/py/, with a manifest the page reads to
     write them into MicroPython's file system;
   - the guided exercises (docs/lab/*.md) become small HTML pages.
 Nothing is fetched from the internet when the page runs. Educational,
@@ -40,6 +40,8 @@ EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "c
                     "check_clinic", "checks", "clinic", "clock", "engine", "events", "expect", "lab", "motor",
                     "patient", "preset", "prng", "pumplog", "refusals", "reservoir", "scheduled", "sensorlog",
                     "sortedsearch", "store")
+# ... and the packages beside the emulator that those import
+PAGE_PACKAGES = {"logwords": ("__init__", "events")}
 DEFAULT_PORT = 8765
 
 
@@ -186,6 +188,9 @@ def build(out=BUILD):
             files.append(("pump/" + fn, os.path.join(src, fn)))
     for mod in EMULATOR_MODULES:
         files.append(("emulator/%s.py" % mod, os.path.join(ROOT, "emulator", mod + ".py")))
+    for pkg, mods in PAGE_PACKAGES.items():
+        for mod in mods:
+            files.append(("%s/%s.py" % (pkg, mod), os.path.join(ROOT, pkg, mod + ".py")))
     for rel, path in files:
         dst = os.path.join(out, "py", rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
