@@ -44,7 +44,7 @@ import tomllib
 
 from pump import alarms as A
 from pump.program import MAX_BOLUS_UG
-from host_tools import keys as K
+from linkkeys import keys as K
 from host_tools.pumplink import LinkDown, MissingKey, PumpClient, PumpError
 
 EPOCH = datetime.datetime(2000, 1, 1)
