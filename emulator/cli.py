@@ -230,7 +230,7 @@ def cmd_serve(args):
 
 
 def main(argv=None):
-    from host_tools.pipeout import run_quietly
+    from cmdline.pipeout import run_quietly
     return run_quietly(_main, argv)
 
 

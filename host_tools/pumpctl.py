@@ -711,7 +711,7 @@ def check_args(ap, args):
 
 
 def main(argv=None):
-    from host_tools.pipeout import run_quietly
+    from cmdline.pipeout import run_quietly
     return run_quietly(_main, argv)
 
 
