@@ -39,7 +39,7 @@ DOCS = os.path.join(ROOT, "docs", "lab")
 EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "check_alarms",
                     "check_clinic", "checks", "clinic", "clock", "engine", "events", "expect", "lab", "motor",
                     "patient", "preset", "prng", "pumplog", "refusals", "reservoir", "scheduled", "sensorlog",
-                    "sortedsearch", "store")
+                    "sortedsearch", "store", "verdict")
 # ... and the packages beside the emulator that those import
 PAGE_PACKAGES = {"logwords": ("__init__", "events")}
 DEFAULT_PORT = 8765
