@@ -67,10 +67,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/campaign_bench.py
 
 lab: $(RUN_STAMP)
-	$(BIN)/python -m host_tools.lab $(if $(PORT),--port $(PORT))
+	$(BIN)/python -m lab $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
-	@$(BIN)/python -c "from host_tools.lab import browser_missing as m; w = m(); print('make test: the lab browser tests (tests/test_lab.py) will be SKIPPED: ' + w) if w else None"
+	@$(BIN)/python -c "from lab.builder import browser_missing as m; w = m(); print('make test: the lab browser tests (tests/test_lab.py) will be SKIPPED: ' + w) if w else None"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -c "from emulator.wasm32 import missing as m; w = m(); print('make test: the 32-bit MicroPython tests (tests/test_wasm32.py) will be SKIPPED: ' + w) if w else None"
 	PATH="$(CURDIR)/$(BIN):$$PATH" HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -q -n logical --dist loadfile
 

@@ -140,7 +140,7 @@ def main():
 
 
 def _version():
-    from host_tools.lab import pinned_version
+    from emulator.mpwasm import pinned_version
     return pinned_version()
 
 

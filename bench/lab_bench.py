@@ -17,7 +17,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from host_tools import lab as L  # noqa: E402
+from emulator import mpwasm  # noqa: E402
+from lab import builder as L  # noqa: E402
 
 
 def run_to_end(driver, url, query):
@@ -56,12 +57,12 @@ def main():
     if why:
         print("lab bench skipped: %s" % why)
         return 0
-    L.npm_ci()
+    mpwasm.npm_ci()
     L.build()
     driver = L.start_browser()
     try:
         with L.Site() as url:
-            print("student lab (MicroPython %s WebAssembly in headless Chromium):" % L.pinned_version())
+            print("student lab (MicroPython %s WebAssembly in headless Chromium):" % mpwasm.pinned_version())
             for label, query in (("routine-refill, 30 days", "scenario=routine-refill&days=30"),
                                  ("implant-titration, 30 days", "scenario=implant-titration&days=30")):
                 load, wall, page_s, strokes, t_ms = run_to_end(driver, url, query)

@@ -9,7 +9,7 @@ from pump import alarms as A
 from pump import eventlog as E
 
 from emulator import pumplog as L
-from emulator.checks import result, OK, FAIL, NOT_CHECKED
+from emulator.verdict import result, OK, FAIL, NOT_CHECKED
 from emulator.sortedsearch import bisect_left, bisect_right
 
 SOUND_SLACK_MS = 2000      # an alarm sounds in the wake-up that raises it

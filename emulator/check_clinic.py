@@ -7,7 +7,7 @@
 from pump import eventlog as E
 from pump.schedule import PATIENT
 
-from emulator.checks import result, OK, FAIL, NOT_CHECKED
+from emulator.verdict import result, OK, FAIL, NOT_CHECKED
 
 MATCH_MS = 1000      # a grant is logged in the command that asked for it
 

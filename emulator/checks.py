@@ -6,7 +6,8 @@
 #
 # Every check says how much of the run it covered. A check that covered
 # nothing says "not checked", never "ok": status is "ok", "fail" or
-# "not checked", and `ok` is true, false or null (none).
+# "not checked", and `ok` is true, false or null (none); verdict.py gives
+# every check (here, in check_alarms.py and in check_clinic.py) those words.
 #
 # The checks run on the pump's own clock: a crystal that runs fast by
 # drift_ppm makes the pump deliver that much more per true day, which no
@@ -16,23 +17,16 @@ from pump import eventlog as E
 from pump.schedule import BRIDGE
 
 from emulator import pumplog as L
+from emulator.check_alarms import check_alarms
+from emulator.check_clinic import check_asked
 from emulator.clinic import Clinic
 from emulator.refusals import unjustified as unjustified_refusals
 from emulator.scheduled import Scheduled, rate_table, rate_at, secs_to_change, cut_spans
 from emulator.accounting import account
+from emulator.verdict import OK, FAIL, NOT_CHECKED, result
 
 DAY = 86400000
 HOUR = 3600000
-OK, FAIL, NOT_CHECKED = "ok", "fail", "not checked"
-
-
-def result(ident, name, status, detail, covered, **more):
-    """One check's result. covered: what it looked at, in words."""
-    r = {"id": ident, "name": name, "status": status,
-         "ok": True if status == OK else (False if status == FAIL else None),
-         "detail": detail, "covered": covered}
-    r.update(more)
-    return r
 
 
 class RunView:
@@ -552,8 +546,6 @@ def run_checks(w):
     v = RunView(w)
     eps = v.eps()
     acct = account(v, eps) if v.progs else None
-    from emulator.check_alarms import check_alarms
-    from emulator.check_clinic import check_asked
     out = [check_caps(v), check_stops(v), check_intervals(v, eps), check_real_day(v),
            check_liveness(v, eps, acct), check_silent(v, eps, acct), check_dry(v), check_alarms(v),
            check_asked(v)]

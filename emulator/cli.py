@@ -185,7 +185,7 @@ def cmd_check(args):
 def cmd_serve(args):
     from emulator.engine import World
     from emulator.serve import PtyPort, TcpPort, serve
-    from host_tools import keys as K
+    from linkkeys import keys as K
     sc = load(find(args.scenario))
     if args.out:
         # made and checked now: a session must not be lost to a typo at its end
@@ -230,7 +230,7 @@ def cmd_serve(args):
 
 
 def main(argv=None):
-    from host_tools.pipeout import run_quietly
+    from cmdline.pipeout import run_quietly
     return run_quietly(_main, argv)
 
 

@@ -1,5 +1,6 @@
 # The pump on a 32-bit MicroPython: the WebAssembly build the student lab pins
-# (lab/package.json), run by Node without a browser (emulator/wasm32.mjs).
+# (lab/package.json, installed by emulator/mpwasm.py), run by Node without a
+# browser (emulator/wasm32.mjs).
 #
 # Wasm32Pump is the SITL pump (emulator/sitl.py) in that runtime: the same
 # firmware/sitl.py on the same sim adapter, loaded as a board loads it, the
@@ -29,10 +30,10 @@ def node_binary():
 
 def missing():
     """-> why the wasm32 runtime cannot run here (a sentence), or None."""
-    from host_tools.lab import MP_DIR
+    from emulator.mpwasm import installed
     if node_binary() is None:
         return "Node.js is not installed (Debian: apt-get install nodejs npm)"
-    if not os.path.exists(os.path.join(MP_DIR, "micropython.mjs")) and shutil.which("npm") is None:
+    if not installed() and shutil.which("npm") is None:
         return "npm is not installed, and lab/node_modules has no MicroPython WebAssembly build"
     from host_tools.flash import Usage, tool
     try:
@@ -45,14 +46,14 @@ def missing():
 def ensure_ready():
     """Install the pinned build (npm ci in lab/, once) -> the node binary.
     Raises RuntimeError with what to do."""
-    from host_tools.lab import LabError, npm_ci
+    from emulator.mpwasm import InstallError, npm_ci
     why = missing()
     if why:
         raise RuntimeError("the wasm32 runtime needs Node.js, the lab's MicroPython WebAssembly build and "
                            "mpy-cross: " + why)
     try:
         npm_ci()
-    except LabError as e:
+    except InstallError as e:
         raise RuntimeError(str(e))
     return node_binary()
 

@@ -1,2 +1,3 @@
 """Host tools for the pump's programmer link: the client library (pumplink),
-key files (keys) and the pumpctl command line."""
+the pumpctl command line, and make mpy / flash / repl for a board (flash).
+The link's keys are linkkeys/, which the emulator's serve mode uses too."""

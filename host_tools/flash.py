@@ -93,7 +93,7 @@ def build(board, out=print):
 def pump_keys(path, serial):
     """-> the keys.json for the pump with this serial (a dict): its serial and
     its own role keys, derived from a master key or taken from its key file."""
-    from host_tools import keys as K
+    from linkkeys import keys as K
     try:
         ks = K.load_file(path)
         if ks.master is not None:

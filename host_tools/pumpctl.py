@@ -44,7 +44,7 @@ import tomllib
 
 from pump import alarms as A
 from pump.program import MAX_BOLUS_UG
-from host_tools import keys as K
+from linkkeys import keys as K
 from host_tools.pumplink import LinkDown, MissingKey, PumpClient, PumpError
 
 EPOCH = datetime.datetime(2000, 1, 1)
@@ -470,7 +470,7 @@ def log_rows(fields, recs):
     seq, time (the pump's local wall clock), kind_name, code_name, detail
     ('60000 nL over 900 s'), then the raw numbers (kind, code, a, b; day and
     ms of the pump's monotonic time; wall_s: seconds since 2000-01-01)."""
-    from emulator.events import describe
+    from logwords.events import describe
     rows = []
     for r in recs:
         raw = dict(zip(fields, r))
@@ -711,7 +711,7 @@ def check_args(ap, args):
 
 
 def main(argv=None):
-    from host_tools.pipeout import run_quietly
+    from cmdline.pipeout import run_quietly
     return run_quietly(_main, argv)
 
 

@@ -21,7 +21,7 @@ import serial
 from pump import frames as F
 from pump import link as L
 from pump.hmac256 import HMAC256
-from host_tools.keys import KeySet
+from linkkeys.keys import KeySet
 
 
 SEQ0_GRACE_S = 0.3

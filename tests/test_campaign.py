@@ -17,7 +17,7 @@ import pytest
 
 import campaign_bugs
 from emulator import cli, engine
-from emulator.campaign import dask_runner, generate as G, run as RUN, spec as S
+from emulator.campaign import dask_runner, generate as G, run as RUN, spec as S, values as V
 from emulator.timeexpr import parse_time
 from test_micropython import needs_micropython
 
@@ -300,5 +300,5 @@ def test_a_patient_table_and_faults_that_last(tmp_path):
     assert row["status"] == "pass" and [f for f, _ in row["latency_min"]] == ["block"], row
     assert 0 <= row["latency_min"][0][1] < 30       # the occlusion alarm came while it lasted
     p.write_text(p.read_text().replace('do = "block"', 'do = "stall"\nstrokes = 3'))
-    with pytest.raises(S.SpecError, match="lasts"):
+    with pytest.raises(V.SpecError, match="lasts"):
         S.load(str(p))

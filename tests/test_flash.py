@@ -80,7 +80,7 @@ def test_freeze_manifest_freezes_what_a_flash_copies():
 
 # ------------------------------------------------ make flash writes one pump's keys
 def _master(tmp_path):
-    from host_tools import keys as K
+    from linkkeys import keys as K
     path = tmp_path / "master.json"
     K.generate(str(path))
     return path, K.load_file(str(path))
@@ -91,7 +91,7 @@ def test_flash_writes_only_that_pumps_keys(tmp_path, monkeypatch, capsys):
     """make flash ... SERIAL=SN with a master key file: the board gets SN and
     the two role keys derived for SN, never the master (a board read out opens
     no other pump)."""
-    from host_tools import keys as K
+    from linkkeys import keys as K
     path, ks = _master(tmp_path)
     calls = []
     real_tool, real_run = FL.tool, FL.subprocess.run
@@ -124,7 +124,7 @@ def test_flash_writes_only_that_pumps_keys(tmp_path, monkeypatch, capsys):
     ("master_without_serial", "SERIAL="), ("unbound", "bound to no pump"), ("other_pump", "holds the keys of pump"),
     ("bad_serial", "not a pump serial")])
 def test_flash_refuses_keys_it_cannot_bind_to_the_pump(case, says, tmp_path, capsys):
-    from host_tools import keys as K
+    from linkkeys import keys as K
     path, ks = _master(tmp_path)
     serial = {"master_without_serial": None, "other_pump": "PUMP-2", "bad_serial": "no spaces"}.get(case)
     if case == "unbound":

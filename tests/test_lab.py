@@ -2,7 +2,7 @@
 the system packages (Debian `chromium`, `chromium-driver`) through Selenium,
 which is pointed at both, so nothing is downloaded.
 
-The page is served from lab/ on 127.0.0.1 (host_tools/lab.py, as `make lab`
+The page is served from lab/ on 127.0.0.1 (lab/builder.py, as `make lab`
 does) and runs the unchanged firmware and the emulator's models in the pinned
 MicroPython WebAssembly build (lab/node_modules, from `npm ci`). The tests:
   - run a preset to the end at full speed and check that the page's delivered
@@ -27,7 +27,8 @@ from emulator import report as R
 from emulator import scenario as S
 from emulator.engine import World, load_profile
 from emulator.lab import Lab
-from host_tools import lab as L
+from emulator.mpwasm import npm_ci
+from lab import builder as L
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOTS = os.path.join(ROOT, "out", "lab-test")
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def site():
-    L.npm_ci()
+    npm_ci()
     L.build()
     os.makedirs(SHOTS, exist_ok=True)
     with L.Site() as url:

@@ -9,7 +9,7 @@ browser could:
   - the same lab run, with actions from the page's buttons, gives the same
     numbers, event rows and pump answers under the MicroPython unix port as
     under CPython (the models use integer maths and their own PRNG for that);
-  - the lab build (host_tools/lab.py) writes every preset, the files the page
+  - the lab build (lab/builder.py) writes every preset, the files the page
     loads and at least five exercises, each naming a preset that exists.
 The browser itself is tests/test_lab.py.
 """
@@ -209,12 +209,13 @@ def test_micropython_unix_port_gives_the_same_lab_run(tmp_path, name, plan, days
 
 # ---------------------------------------------------------------- the build
 def test_lab_build_writes_presets_sources_and_exercises(tmp_path):
-    from host_tools import lab as L
+    from emulator.mpwasm import pinned_version
+    from lab import builder as L
     out = tmp_path / "build"
     n = L.build(str(out))
     assert n == len(S.library())
     man = json.loads((out / "manifest.json").read_text())
-    assert man["micropython"] == L.pinned_version()
+    assert man["micropython"] == pinned_version()
     for rel in man["py"]:
         assert (out / "py" / rel).is_file(), rel
     assert "pump/controller.py" in man["py"] and "emulator/lab.py" in man["py"]

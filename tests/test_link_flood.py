@@ -305,7 +305,7 @@ def test_error_amplification_is_a_quarter_at_most(tmp_path, runtime):
 # ------------------------------------------------------------- TCP: many programmers
 def tcp_client(srv):
     from host_tools.pumplink import PumpClient
-    from host_tools import keys as K
+    from linkkeys import keys as K
     return PumpClient(srv.port, K.load_file(str(srv.keyfile)), timeout=10)
 
 

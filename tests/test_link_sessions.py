@@ -32,7 +32,7 @@ from pump import link as L
 from pump.compat import crc32
 from pump.hmac256 import HMAC256
 from pump.session import SeededEntropy, valid_serial
-from host_tools import keys as K
+from linkkeys import keys as K
 
 from test_link_protocol import (BOLUS_ARGS, HOUR, KEY_C, KEY_P, KEYS, KEY_WRONG, MIN, ROLE_C, ROLE_P, SERIAL,
                                 Bench, MemPort, bench, decode_answers, kind_events, nothing_changes, only_error)

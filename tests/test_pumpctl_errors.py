@@ -15,7 +15,7 @@ import threading
 import pytest
 import serial
 
-from host_tools import keys as K
+from linkkeys import keys as K
 from host_tools import pumpctl
 from host_tools.pumplink import LinkDown, PumpClient
 from pump import frames as F

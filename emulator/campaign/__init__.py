@@ -5,6 +5,7 @@ The campaign only writes scenario files and reads run results: every run is
 a normal scenario (`pump-emu run` reproduces it), and the pump is never
 reached into. One module per job:
 
+  values.py       the forms of a spec value, the faults that `lasts`, SpecError
   spec.py         read and check a campaign spec (campaigns/*.toml)
   generate.py     (spec, seed, index) -> a scenario TOML text, deterministic
   run.py          run one generated scenario as `pump-emu run` does -> a result row

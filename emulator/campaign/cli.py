@@ -43,6 +43,7 @@ def parser():
 
 def main(argv=None):
     from emulator.campaign import dask_runner as D, report as R, spec as S
+    from emulator.campaign.values import SpecError
     args = parser().parse_args(argv)
     seed, runs, runtime, spec_path, out = args.seed, args.runs, args.runtime, args.spec, args.out
     if args.resume:
@@ -67,7 +68,7 @@ def main(argv=None):
         return EXIT_BAD
     try:
         spec = S.load(spec_path)
-    except S.SpecError as e:
+    except SpecError as e:
         print("pump-emu campaign: bad spec: %s" % e, file=sys.stderr)
         return EXIT_BAD
     seed = 1 if seed is None else seed
@@ -89,7 +90,7 @@ def main(argv=None):
             c.run_local()
         else:
             c.run_dask(workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler)
-    except S.SpecError as e:        # a run the spec made was a bad scenario
+    except SpecError as e:          # a run the spec made was a bad scenario
         print("pump-emu campaign: bad spec: %s" % e, file=sys.stderr)
         return EXIT_BAD
     s = R.write_all(c, plots=not args.no_html)

@@ -12,10 +12,10 @@ import shutil
 import sys
 import time
 
-from emulator.campaign import spec as S
 from emulator.campaign.generate import generate
 from emulator.campaign.run import crash_row, run_index
 from emulator.campaign.shrink import shrink_task, write_failure
+from emulator.campaign.values import SpecError
 
 SHRINK_PER_CHECK = 3       # failures shrunk per failing check (the rest are in runs.csv)
 
@@ -209,7 +209,7 @@ class Campaign:
                 if kind == "run":
                     try:
                         row, text = fu.result()
-                    except S.SpecError:
+                    except SpecError:
                         raise
                     except Exception as e:      # the worker died under it (KilledWorker, ...)
                         name, text, facts = generate(self.spec, self.seed, i)

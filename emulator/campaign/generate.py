@@ -12,6 +12,7 @@ import os
 import random
 import tomllib
 
+from emulator.campaign.values import ENDED_BY, SpecError, is_choice, is_range
 from emulator.preset import fmt_time
 from emulator.timeexpr import parse_time
 
@@ -19,16 +20,12 @@ STROKE_NL = 250                 # boards/sim.json: the caps' headroom counts str
 MIN_MS = 60000
 DEFAULT_REPROGRAM_AFTER = {"min": "00:30", "max": "04:00"}
 DEFAULT_FLEX_STEPS = {"min": 2, "max": 4}
-# a fault with `lasts`: what ends it, that long after
-ENDED_BY = {"block": "release", "kink": "release", "disconnect": "revise_catheter", "leak": "revise_catheter",
-            "migrate": "revise_catheter", "jam": "repair_motor"}
 TEMPLATE_KEYS = ("do", "p", "count", "at", "during", "every", "series", "reprogram_after", "lasts")
 
 
 # --------------------------------------------------------------------------- values
 def draw(rng, v, time=False):
-    """One value of a spec entry (see spec.py)."""
-    from emulator.campaign.spec import is_choice, is_range
+    """One value of a spec entry (see values.py)."""
     if is_range(v):
         lo, hi = v["min"], v["max"]
         if time:
@@ -149,7 +146,6 @@ def run_name(spec, index):
 def generate(spec, seed, index):
     """-> (name, TOML text, facts) for run `index` of the campaign with `seed`.
     facts: {"faults": [the generated events' actions], "patient": {...}}."""
-    from emulator.campaign.spec import SpecError
     from emulator.scenario import ScenarioError, from_dict
     rng = run_rng(seed, index)
     name = run_name(spec, index)

@@ -1,14 +1,13 @@
 # A campaign spec: what varies from run to run, as ranges and choices.
 #
-# Every value in a spec is one of
-#   a literal            500, "power_on", true       the same in every run
-#   a list               [500, 1000, 2000]           one of them, uniformly
-#   {min = A, max = B}   whole numbers, decimals, or times ("1d 06:00")
-#   {choose = [...], weights = [...]}                one of them, weighted
-# and each run draws its own values from a seeded generator (generate.py).
+# Every value in a spec is a literal, a list, a range or a weighted choice
+# (values.py), and each run draws its own values from a seeded generator
+# (generate.py).
 import os
 import tomllib
 
+from emulator.campaign.generate import generate
+from emulator.campaign.values import ENDED_BY, SpecError, is_choice, is_range
 from emulator.scenario import ScenarioError, find
 from emulator.timeexpr import parse_time
 
@@ -16,26 +15,10 @@ TOP_KEYS = {"title", "description", "base", "runs", "duration", "start_time", "t
             "program", "patient", "patients", "physics", "events"}
 PROGRAM_KEYS = {"mode", "concentration_ug_ml", "daily_dose_ug", "headroom_pct", "max_hourly_ug",
                 "patient_bolus", "patient_bolus_p", "safe_rate_pct", "flex_steps"}
-ENDED_BY = {"block", "kink", "disconnect", "leak", "migrate", "jam"}     # generate.ENDED_BY's keys
 DOS = {"program", "refill", "bolus", "patient_bolus", "prime", "suspend", "resume", "acknowledge", "silence",
        "alarm_test", "set_clock", "clock_jump", "kink", "block", "release", "disconnect", "leak", "migrate",
        "revise_catheter", "stall", "jam", "repair_motor", "battery_drop", "reset", "reset_during_write", "dst",
        "bit_flip"}
-
-
-class SpecError(ScenarioError):
-    """A bad campaign spec: the file, the key and the reason (exit status 2)."""
-
-    def __reduce__(self):           # raised on a Dask worker, it comes back whole
-        return (SpecError, (self.path, self.key, self.reason))
-
-
-def is_range(v):
-    return isinstance(v, dict) and set(v) == {"min", "max"}
-
-
-def is_choice(v):
-    return isinstance(v, dict) and "choose" in v and set(v) <= {"choose", "weights"}
 
 
 def _check_value(path, key, v, time=False):
@@ -180,6 +163,5 @@ def check(raw, path="<campaign>"):
                                                      "bolus or prime")
     # every scenario the spec can make is checked when it is made (exit 2 at
     # the first that the scenario loader refuses): here, the first one
-    from emulator.campaign.generate import generate
     generate(spec, 0, 0)
     return spec

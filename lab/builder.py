@@ -1,17 +1,19 @@
 """The student lab: build lab/build/ and serve lab/ on 127.0.0.1.
 
-  python -m host_tools.lab [--port 8765] [--scenario catheter-kink] [--build-only]
+  python -m lab [--port 8765] [--scenario catheter-kink] [--build-only]
 
 `make lab` runs this. The page (lab/index.html) runs the unchanged firmware
 core and the emulator's models in the MicroPython WebAssembly build, which
-`npm ci` installs into lab/node_modules from lab/package-lock.json (pinned).
-The build step, on CPython, does what MicroPython in the browser cannot:
+`npm ci` installs into lab/node_modules from lab/package-lock.json (pinned;
+emulator/mpwasm.py installs it, for the page and for the emulator's wasm32
+runtime alike). The build step, on CPython, does what MicroPython in the
+browser cannot:
   - each library scenario (scenarios/*.toml) is read and checked by
     emulator/scenario.py and written as JSON (lab/build/presets/NAME.json,
     the parsed scenario, as to_plain() gives it), with an index;
   - the board profile boards/sim.json is copied;
   - the firmware core (firmware/pump/*.py) and the emulator modules the page
-    needs are copied under lab/build/py/, with a manifest the page reads to
+    needs (with logwords/, which they import) are copied under lab/build/py/, with a manifest the page reads to
     write them into MicroPython's file system;
   - the guided exercises (docs/lab/*.md) become small HTML pages.
 Nothing is fetched from the internet when the page runs. Educational,
@@ -25,74 +27,26 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAB = os.path.join(ROOT, "lab")
+from emulator.mpwasm import InstallError, installed, npm_ci, pinned_version
+
+LAB = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(LAB)
 BUILD = os.path.join(LAB, "build")
-MP_PACKAGE = "@micropython/micropython-webassembly-pyscript"
-MP_DIR = os.path.join(LAB, "node_modules", *MP_PACKAGE.split("/"))
 DOCS = os.path.join(ROOT, "docs", "lab")
 # the emulator modules the page runs (the rest need CPython: TOML, csv, plots, pipes)
 EMULATOR_MODULES = ("__init__", "accounting", "actions", "arming", "battery", "catheter", "check_alarms",
                     "check_clinic", "checks", "clinic", "clock", "engine", "events", "expect", "lab", "motor",
                     "patient", "preset", "prng", "pumplog", "refusals", "reservoir", "scheduled", "sensorlog",
-                    "sortedsearch", "store")
+                    "sortedsearch", "store", "verdict")
+# ... and the packages beside the emulator that those import
+PAGE_PACKAGES = {"logwords": ("__init__", "events")}
 DEFAULT_PORT = 8765
 
 
 class LabError(RuntimeError):
-    pass
-
-
-def npm_ci(quiet=True):
-    """Install the pinned MicroPython WebAssembly build into lab/node_modules
-    (npm ci, from package-lock.json) unless it is there. -> its folder."""
-    if os.path.exists(os.path.join(MP_DIR, "micropython.mjs")):
-        return MP_DIR
-    with _Lock(os.path.join(LAB, ".npm-ci.lock")):     # two test processes, one install
-        if os.path.exists(os.path.join(MP_DIR, "micropython.mjs")):
-            return MP_DIR
-        return _npm_ci(quiet)
-
-
-class _Lock:
-    """An exclusive lock on a file, where the system has one (fcntl)."""
-
-    def __init__(self, path):
-        self.path = path
-        self.f = None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        self.f = open(self.path, "w")
-        fcntl.flock(self.f, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        if self.f is not None:
-            self.f.close()      # (closing lets the lock go)
-        return False
-
-
-def _npm_ci(quiet):
-    npm = shutil.which("npm")
-    if npm is None:
-        raise LabError("the lab needs npm (Node.js) to install %s once; install nodejs and npm" % MP_PACKAGE)
-    cmd = [npm, "ci", "--no-audit", "--no-fund"] + (["--silent"] if quiet else [])
-    r = subprocess.run(cmd, cwd=LAB)
-    if r.returncode != 0 or not os.path.exists(os.path.join(MP_DIR, "micropython.mjs")):
-        raise LabError("npm ci in %s failed (exit %d)" % (LAB, r.returncode))
-    return MP_DIR
-
-
-def pinned_version():
-    with open(os.path.join(LAB, "package.json")) as f:
-        return json.load(f)["dependencies"][MP_PACKAGE]
+    """The lab page reported an error, or was not ready in time."""
 
 
 # --- the exercises: a small Markdown subset to HTML ------------------------------
@@ -234,6 +188,9 @@ def build(out=BUILD):
             files.append(("pump/" + fn, os.path.join(src, fn)))
     for mod in EMULATOR_MODULES:
         files.append(("emulator/%s.py" % mod, os.path.join(ROOT, "emulator", mod + ".py")))
+    for pkg, mods in PAGE_PACKAGES.items():
+        for mod in mods:
+            files.append(("%s/%s.py" % (pkg, mod), os.path.join(ROOT, pkg, mod + ".py")))
     for rel, path in files:
         dst = os.path.join(out, "py", rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -302,7 +259,7 @@ def browser_missing():
         return "Chromium is not installed (Debian: apt-get install chromium chromium-driver)"
     if driver is None:
         return "chromedriver is not installed (Debian: apt-get install chromium-driver)"
-    if not os.path.exists(os.path.join(MP_DIR, "micropython.mjs")) and shutil.which("npm") is None:
+    if not installed() and shutil.which("npm") is None:
         return "npm is not installed, and lab/node_modules has no MicroPython WebAssembly build"
     return None
 
@@ -354,7 +311,7 @@ def wait_ready(driver, timeout=60):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m host_tools.lab", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
     env_port = os.environ.get("PORT", "")
     ap.add_argument("--port", type=int, default=int(env_port) if env_port.isdigit() else DEFAULT_PORT,
                     help="TCP port on 127.0.0.1 (default $PORT or %d; make lab PORT=8766)" % DEFAULT_PORT)
@@ -364,7 +321,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         npm_ci(quiet=False)
-    except LabError as e:
+    except InstallError as e:
         print("lab: %s" % e, file=sys.stderr)
         return 2
     n = build()
