@@ -28,7 +28,7 @@ from emulator.arming import Arming
 from emulator.battery import BatteryModel
 from emulator.catheter import CatheterModel
 from emulator.clock import ClockModel
-from emulator.events import describe
+from logwords.events import describe
 from emulator.motor import MotorModel
 from emulator.patient import PatientModel, HOUR_MS
 from emulator.reservoir import ReservoirModel

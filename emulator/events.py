@@ -4,8 +4,6 @@
 from pump import alarms as A
 from pump import eventlog as E
 
-from logwords.events import describe  # noqa: F401  (emulator/engine.py imports it from here)
-
 
 def alarm_summary(raw_events):
     """Each alarm the pump logged: first raised, how often, when cleared or
