@@ -357,3 +357,64 @@ def test_a_reset_right_after_a_change_of_strength_keeps_the_windows_in_the_new_s
     # and it doses again once the old strength's drug has left the 24 h window
     r.advance(DAY)
     assert strokes(r, r.now - HOUR) > 0 and strokes(r, t0) > 0
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+@pytest.mark.parametrize("clean", [False, True], ids=["torn", "clean"])
+def test_a_program_at_a_new_strength_cut_by_a_reset_and_sent_again_rescales_the_windows_once(k, clean):
+    """A program at a new strength re-expresses the windows and saves them
+    before the program itself. A reset cut the program's save after the
+    windows' (its 2nd to 6th write): the clinician sent it again, and the pump
+    rescaled the already rescaled counts a second time, halving them again
+    (1000 to 2000 ug/mL): 68 ug in 24 h under a 54 ug cap (the property test
+    found it). The windows' record now says the strength its counts are in."""
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    assert r.program(make_program(1000, 157)) is None
+    r.advance(3 * DAY + 37_000)                           # (between two strokes)
+    assert r.refill(FILL, 2000) is None                   # a new strength: stopped until its program
+    prog = make_program(2000, 50)                          # a cap below what the last 24 h held
+    r.hw.store.cut_at = r.hw.store.writes + k
+    r.hw.store.cut_clean = clean
+    for _ in range(4):                                     # sent again after each reset, as a programmer does
+        err = r.program(prog)
+        if err != "reset":
+            break
+    r.hw.store.cut_at = 0
+    assert err is None, err
+    r.advance(DAY + HOUR)
+    assert not [v for v in r.check() if v.startswith("I2")], r.check()[:3]
+    # and it doses again once the old strength's drug has left the 24 h window
+    t1 = r.now
+    r.advance(DAY)
+    assert strokes(r, t1) > 0
+
+
+def test_windows_saved_without_their_strength_by_older_firmware_still_load():
+    """A window record of the firmware before the strength was saved in it
+    (4 bytes shorter) is read as before: its counts in the strength of the
+    program in force, so an update keeps the dose history."""
+    import struct
+    from pump.record import frame, unframe
+    from pump.governor import RECORD_PAYLOAD, OLD_RECORD_PAYLOAD, RECORD_HEAD
+    r = Run(P)
+    assert r.refill(FILL, 1000) is None
+    assert r.program(make_program(1000, 600)) is None
+    r.advance(20 * HOUR + 37_000)                        # (between two strokes)
+    held = r.pump.governor.day.total
+    assert held > 0
+    for key in ("window.a", "window.b"):
+        seq, payload = unframe(r.hw.store.data[key])
+        assert len(payload) == RECORD_PAYLOAD
+        old = payload[:RECORD_HEAD - 4] + payload[RECORD_HEAD:]      # no strength field
+        assert len(old) == OLD_RECORD_PAYLOAD
+        r.hw.store.data[key] = frame(seq, old)
+    r.reboot()
+    assert r.pump.governor.day.total >= held and r.pump.win_conc == 0
+    assert not r.pump.alarms.active[A.STORAGE_CORRUPT]
+    # a program at a new strength then rescales them from the program in force
+    assert r.refill(FILL, 2000) is None
+    assert r.program(make_program(2000, 300)) is None
+    assert r.pump.win_conc == 2000 and r.pump.governor.day.total < held
+    r.advance(DAY)
+    assert not [v for v in r.check() if v.startswith("I2")], r.check()[:3]

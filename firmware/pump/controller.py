@@ -24,7 +24,8 @@ from pump.monotime import PumpTime
 from pump.timeofday import TimeOfDay
 from pump.program import fastest_bolus_nl_day
 from pump.schedule import Schedule
-from pump.governor import Governor, RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS
+from pump.governor import (Governor, RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_ITEMS as WIN_ITEMS,
+                           RECORD_HEAD as WIN_HEAD)
 from pump.ledger import Ledger
 from pump.record import ABRecord, copies
 from pump.reservoir import Reservoir
@@ -76,10 +77,11 @@ class Pump(Dosing, Supervision, Programming, Commands, Status):
         self.tod = TimeOfDay()    # the schedule's place in the day (never runs back)
         self.schedule = Schedule(self.stroke_nl)
         # The windows' counts live inside the window record's frame (u16 items:
-        # 8-byte record header, 12 bytes of heads and lifetime, the counts, the
-        # CRC), so snapshotting them at a stroke copies and allocates nothing.
+        # 8-byte record header, 16 bytes of heads, lifetime and strength, the
+        # counts, the CRC), so snapshotting them at a stroke copies and allocates nothing.
         win = array("H", bytes(2 * WIN_ITEMS))
-        self.governor = Governor(self.stroke_nl, win, 10)
+        self.governor = Governor(self.stroke_nl, win, (8 + WIN_HEAD) // 2)
+        self.win_conc = 0         # the strength (ug/mL) the windows count strokes of; 0: not known
         self.ledger = Ledger(store)
         self.reservoir = Reservoir(profile["reservoir_nl"], self.stroke_nl,
                                    profile.get("empty_nl", 0), profile.get("accuracy_pct", 15),
@@ -140,8 +142,27 @@ class Pump(Dosing, Supervision, Programming, Commands, Status):
 
     def _save_window(self):
         g = self.governor
-        struct.pack_into("<III", self.window_rec.payload, 0, g.day.head, g.hour.head, self.ledger.lifetime)
+        struct.pack_into("<IIII", self.window_rec.payload, 0, g.day.head, g.hour.head, self.ledger.lifetime,
+                         self.win_conc)
         self.window_rec.save()
+
+    def _windows_in(self, conc):
+        """The strokes counted from now on carry drug of conc ug/mL: the
+        windows' counts are re-expressed in its strokes (rounded up) from the
+        strength they are in, and saved at once, both copies, with that
+        strength. Counts and strength are so saved together: a program sent
+        again after a reset cut its first try finds the windows already in
+        the new strength and leaves them (rescaled twice, the counts of a
+        weaker drug would be halved again and the caps overrun)."""
+        old = self.win_conc
+        if old == conc:
+            return
+        self.win_conc = conc
+        if old:
+            self.governor.day.rescale(old, conc)
+            self.governor.hour.rescale(old, conc)
+            self._save_window()
+            self._save_window()
 
     def _save_therapy(self, over_damage=False):
         """Save the therapy record. over_damage: the intact copy is written first

@@ -201,12 +201,10 @@ class Dosing:
     def _end_bridge(self):
         """The old-strength drug is out of the catheter: from now on strokes carry
         the new strength, so the windows are re-expressed in it (rounded up)."""
-        old = self.bridge_from[0] if self.bridge_from is not None else 0
-        if old and self.program is not None and old != self.program.conc:
-            self.governor.day.rescale(old, self.program.conc)
-            self.governor.hour.rescale(old, self.program.conc)
-            self._save_window()           # (both copies, as at a program change)
-            self._save_window()
+        if self.win_conc == 0 and self.bridge_from is not None:
+            self.win_conc = self.bridge_from[0]
+        if self.program is not None:
+            self._windows_in(self.program.conc)     # (saved, both copies, as at a program change)
         self.bridge_from = None
         self._apply_limits()
         self._event(E.BRIDGE, 1, 0)

@@ -15,10 +15,14 @@ DAY_SLOT_MS = const(300000)
 DAY_SLOTS = const(289)      # 288 slots span 24 h; one more covers a partial slot
 HOUR_SLOT_MS = const(10000)
 HOUR_SLOTS = const(361)
-# The windows' record: day head, hour head, lifetime (u32 each), then the
-# counts; framed (8-byte header, 4-byte CRC) it is RECORD_ITEMS u16 items.
-RECORD_PAYLOAD = const(12 + 2 * (DAY_SLOTS + HOUR_SLOTS))
+# The windows' record: day head, hour head, lifetime and the strength the
+# counts are in (ug/mL; 0: not known) (u32 each), then the counts; framed
+# (8-byte header, 4-byte CRC) it is RECORD_ITEMS u16 items. The record of
+# older firmware, without the strength, is 4 bytes shorter.
+RECORD_HEAD = const(16)
+RECORD_PAYLOAD = const(RECORD_HEAD + 2 * (DAY_SLOTS + HOUR_SLOTS))
 RECORD_ITEMS = const((8 + RECORD_PAYLOAD + 4) // 2)
+OLD_RECORD_PAYLOAD = const(RECORD_PAYLOAD - 4)
 _DAY_SLOTS_PER_DAY = const(288)
 _HOUR_SLOTS_PER_DAY = const(8640)
 

@@ -54,21 +54,21 @@ class Programming:
         self._sync()
         self._prune()
         prev = self.program
+        if self.win_conc == 0 and prev is not None:
+            self.win_conc = prev.conc     # (windows of older firmware: in the strength in force)
         if p.bridge and prev is not None:
             dead = p.catheter_nl if p.catheter_nl >= 0 else self.catheter_nl
             dead += self.profile.get("pump_tubing_nl", 0)
-            # the old caps stay in force while old-strength drug is pushed out
+            # the old caps stay in force while old-strength drug is pushed out,
+            # and the windows count its strokes until the bridge ends
             self.bridge_from = [prev.conc, prev.daily_nl, prev.max_daily_nl, prev.max_hourly_nl]
             self.schedule.start_bridge(dead, prev.daily_nl, self._tod())
             self._event(E.BRIDGE, 0, dead, prev.daily_nl)
-        elif prev is not None and prev.conc != p.conc and not self.safe_mode:
-            self.governor.day.rescale(prev.conc, p.conc)
-            self.governor.hour.rescale(prev.conc, p.conc)
-            # saved at once, both copies, before the program: a reset must not
-            # bring back the windows in the old strength's strokes (fewer, at a
-            # weaker new strength) under the new program's caps
-            self._save_window()
-            self._save_window()
+        else:
+            # before the program is saved: a reset must not bring back the
+            # windows in the old strength's strokes (fewer, at a weaker new
+            # strength) under the new program's caps
+            self._windows_in(p.conc)
         self.ledger.max_daily_nl = p.max_daily_nl
         self.ledger.max_hourly_nl = p.max_hourly_nl
         self.program = p

@@ -11,7 +11,7 @@ import struct
 from pump import alarms as A
 from pump import eventlog as E
 from pump.battery import EOS as B_EOS
-from pump.governor import DAY_SLOTS, RECORD_PAYLOAD as WIN_PAYLOAD
+from pump.governor import DAY_SLOTS, RECORD_PAYLOAD as WIN_PAYLOAD, RECORD_HEAD as WIN_HEAD, OLD_RECORD_PAYLOAD
 from pump.program import Program, ProgramError, validate
 from pump.record import OK, MISSING, CORRUPT
 from pump.timeofday import TOLERANCE_MS as TOD_TOLERANCE_MS
@@ -315,10 +315,19 @@ def _enter_safe_mode(pump):
 
 
 def _load_window(pump, payload):
-    if len(payload) != WIN_PAYLOAD:
+    if len(payload) == WIN_PAYLOAD:
+        dh, hh, life, conc = struct.unpack_from("<IIII", payload, 0)
+        at = WIN_HEAD
+    elif len(payload) == OLD_RECORD_PAYLOAD:
+        # older firmware's record: the strength is not in it (taken as the
+        # program's in force, as that firmware did, once the program is known)
+        dh, hh, life = struct.unpack_from("<III", payload, 0)
+        conc = 0
+        at = WIN_HEAD - 4
+    else:
         return False
-    dh, hh, life = struct.unpack_from("<III", payload, 0)
-    pump.governor.day.load(dh, payload[12:12 + 2 * DAY_SLOTS])
-    pump.governor.hour.load(hh, payload[12 + 2 * DAY_SLOTS:])
+    pump.governor.day.load(dh, payload[at:at + 2 * DAY_SLOTS])
+    pump.governor.hour.load(hh, payload[at + 2 * DAY_SLOTS:])
     pump._snap_lifetime = life
+    pump.win_conc = conc
     return True
