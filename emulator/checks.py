@@ -127,9 +127,10 @@ def check_caps(v):
     """Sliding 24 h and 1 h windows in pg (nL x ug/mL), so strokes of two
     strengths add up; a bridge stroke carries the old drug, under its caps."""
     stroke, progs = v.stroke, v.progs
-    worst_day = worst_hour = 0
+    # the 24 h window first, then the 1 h window (the first that fails is named)
+    wins = (("24 h", SlidingSum(DAY), "max_daily_ug"), ("1 h", SlidingSum(HOUR), "max_hourly_ug"))
+    worst = [0, 0]            # permille of its cap, the fullest each window was
     first_bad = None
-    day, hour = SlidingSum(DAY), SlidingSum(HOUR)
     pi = 0
     last = len(progs) - 1
     n = 0
@@ -141,29 +142,23 @@ def check_caps(v):
         cur = progs[pi - 1][1] if kind == BRIDGE and pi > 0 else progs[pi][1]
         pg = stroke * cur["concentration_ug_ml"]
         n += 1
-        # the 24 h window first, then the 1 h window (the first that fails is named)
-        total = day.add(t, pg)
-        cap_pg = cur["max_daily_ug"] * 1000000
-        share = total * 1000 // cap_pg
-        if share > worst_day:
-            worst_day = share
-        if total > cap_pg and first_bad is None:
-            first_bad = "24 h window ending at %d ms holds %d ug, cap %d ug" % (t, total // 1000000, cur["max_daily_ug"])
-        total = hour.add(t, pg)
-        cap_pg = cur["max_hourly_ug"] * 1000000
-        share = total * 1000 // cap_pg
-        if share > worst_hour:
-            worst_hour = share
-        if total > cap_pg and first_bad is None:
-            first_bad = "1 h window ending at %d ms holds %d ug, cap %d ug" % (t, total // 1000000, cur["max_hourly_ug"])
+        for i in (0, 1):
+            name, win, cap = wins[i]
+            total = win.add(t, pg)
+            cap_pg = cur[cap] * 1000000
+            share = total * 1000 // cap_pg
+            if share > worst[i]:
+                worst[i] = share
+            if total > cap_pg and first_bad is None:
+                first_bad = "%s window ending at %d ms holds %d ug, cap %d ug" % (name, t, total // 1000000, cur[cap])
     name = "hard caps (sliding 24 h and 1 h)"
     covered = "%d windows ending at a stroke" % n
     if not n:
         return result("I2", name, NOT_CHECKED, "no stroke under a program: no window to judge", covered)
     return result("I2", name, FAIL if first_bad else OK,
                   first_bad or "fullest 24 h window %.1f %% of its cap, fullest 1 h window %.1f %%"
-                  % (worst_day / 10, worst_hour / 10), covered,
-                  fullest_24h_permille=worst_day, fullest_1h_permille=worst_hour)
+                  % (worst[0] / 10, worst[1] / 10), covered,
+                  fullest_24h_permille=worst[0], fullest_1h_permille=worst[1])
 
 
 # ---------------------------------------------------------------- I3 stops
