@@ -28,7 +28,7 @@ from pump.controller import (Refused, CommandError, R_LIMIT, R_RESERVOIR, R_PROG
                              WALL_MAX_S)
 from pump.governor import CAP_DAILY
 from pump.program import ProgramError
-from pump.schedule import PATIENT, BOLUS
+from pump.schedule import PATIENT, BOLUS, BRIDGE
 
 P = sim_profile()
 STROKE = P["stroke_nl"]
@@ -418,3 +418,84 @@ def test_windows_saved_without_their_strength_by_older_firmware_still_load():
     assert r.pump.win_conc == 2000 and r.pump.governor.day.total < held
     r.advance(DAY)
     assert not [v for v in r.check() if v.startswith("I2")], r.check()[:3]
+
+
+def bridged(old, new, bridge_left_nl):
+    """2 days at old = (conc, ug/day), a refill at new[0] and its program with a
+    bridge, run until bridge_left_nl of old drug is left in the catheter (between
+    two strokes). -> (run, refill time, old program, new program)."""
+    r = Run(P)
+    assert r.refill(FILL, old[0]) is None
+    po = make_program(*old)
+    assert r.program(po) is None
+    r.advance(2 * DAY + 37_000)
+    t_refill = r.now
+    assert r.refill(FILL, new[0]) is None
+    pn = make_program(*new, bridge=True)
+    assert r.program(pn) is None
+    while r.pump.schedule.bridge_left_nl > bridge_left_nl:
+        r.advance(10_000)
+    r.advance(37_000 - r.now % 10_000)
+    return r, t_refill, po, pn
+
+
+def over_caps_after_bridge(r, t_refill, old_conc, new_conc, prog):
+    """The drug the patient got (the strokes before the refill and the bridge's
+    strokes carry the old strength: the oracle counts the reservoir's) in the
+    24 h and 1 h ending at each stroke after the bridge's last, over the caps of
+    prog. -> [(t, span, ug, cap ug)]."""
+    from bisect import bisect_right
+    trace = r.hw.motor.trace
+    end = [t for t, k in trace if k == BRIDGE][-1]
+    ts = [t for t, _ in trace]
+    pre = [0]
+    for t, k in trace:
+        pre.append(pre[-1] + STROKE * (old_conc if t < t_refill or k == BRIDGE else new_conc))
+    out = []
+    for i, t in enumerate(ts):
+        if t <= end:
+            continue
+        for span, cap in ((DAY, prog["max_daily_ug"]), (HOUR, prog["max_hourly_ug"])):
+            ug = (pre[i + 1] - pre[bisect_right(ts, t - span)]) / 1e6
+            if ug > cap:
+                out.append((t, span, ug, cap))
+    return out
+
+
+@pytest.mark.parametrize("k", range(1, 7))
+@pytest.mark.parametrize("clean", [False, True], ids=["torn", "clean"])
+def test_a_reset_that_cuts_a_bridges_end_leaves_no_window_in_the_old_strength(k, clean):
+    """At a bridge's last stroke the windows are re-expressed in the new
+    strength and saved, after the stroke's ledger save (which says the bridge
+    is over). A reset in the windows' save left them in the old strength
+    beside a program at the new one, for good: from 2000 to 1000 ug/mL each old
+    stroke counted for half its drug, 500 ug in 24 h under a 256 ug cap, 21 ug
+    in 1 h under 14 ug."""
+    r, t_refill, po, pn = bridged((2000, 500), (1000, 250), STROKE)
+    r.hw.store.cut_at = r.hw.store.writes + k
+    r.hw.store.cut_clean = clean
+    r.advance(HOUR)
+    r.hw.store.cut_at = 0
+    assert r.resets == 1 and not r.pump.schedule.bridging()
+    r.advance(2 * DAY)
+    assert over_caps_after_bridge(r, t_refill, 2000, 1000, pn)[:3] == []
+    # and it doses again once the old strength's drug has left the 24 h window
+    assert strokes(r, r.now - HOUR) > 0
+
+
+def test_a_program_at_the_same_strength_during_a_bridge_leaves_its_old_drug_counted_in_the_old():
+    """A program sent during a bridge at the strength already in force (a new
+    dose) re-expressed the windows in that strength at once, while the bridge
+    went on pushing old drug under the old caps: from 2000 to 1000 ug/mL the
+    counts doubled (the bridge was refused for 12 h), and its strokes after
+    that counted as new-strength ones: 20.8 ug in 1 h under a 14 ug cap once
+    the bridge was out."""
+    r, t_refill, po, pn = bridged((2000, 500), (1000, 250), (P["catheter_nl"] + P["pump_tubing_nl"]) // 2)
+    t0 = r.now
+    p2 = make_program(1000, 240)
+    assert r.program(p2) is None
+    r.advance(2 * DAY)
+    end = [t for t, k in r.hw.motor.trace if k == BRIDGE][-1]
+    assert [e for e in evs(r, E.REFUSAL, since=t0) if e[0] <= end] == [], "the bridge was refused"
+    assert over_caps_after_bridge(r, t_refill, 2000, 1000, p2)[:3] == []
+    assert strokes(r, r.now - HOUR) > 0

@@ -156,6 +156,14 @@ class Dosing:
 
     def _stroke(self):
         day, ms = self.time.day, self.time.ms
+        # the windows count strokes of the strength this one carries (the old
+        # drug's while a bridge pushes it out, with the old caps): a reset that
+        # cut a bridge's end, a lost therapy record in a bridge or a second
+        # change of strength in one left them in another (a rescale, if any)
+        b = self.bridge_from
+        conc = b[0] if b is not None and self.schedule.bridge_left_nl > 0 else self.program.conc
+        if conc != self.win_conc:
+            self._windows_in(conc)
         reason = self.governor.check(day, ms, self.stroke_nl, self.reservoir.remaining_nl(),
                                      self.reservoir.empty_nl)
         if reason != GOV_OK:

@@ -54,8 +54,10 @@ class Programming:
         self._sync()
         self._prune()
         prev = self.program
+        bridging = self.bridge_from is not None and self.schedule.bridging()
         if self.win_conc == 0 and prev is not None:
-            self.win_conc = prev.conc     # (windows of older firmware: in the strength in force)
+            # (windows of older firmware: in the strength counted in force)
+            self.win_conc = self.bridge_from[0] if bridging else prev.conc
         if p.bridge and prev is not None:
             dead = p.catheter_nl if p.catheter_nl >= 0 else self.catheter_nl
             dead += self.profile.get("pump_tubing_nl", 0)
@@ -64,10 +66,11 @@ class Programming:
             self.bridge_from = [prev.conc, prev.daily_nl, prev.max_daily_nl, prev.max_hourly_nl]
             self.schedule.start_bridge(dead, prev.daily_nl, self._tod())
             self._event(E.BRIDGE, 0, dead, prev.daily_nl)
-        else:
+        elif not bridging:
             # before the program is saved: a reset must not bring back the
             # windows in the old strength's strokes (fewer, at a weaker new
-            # strength) under the new program's caps
+            # strength) under the new program's caps. (A bridge under way goes
+            # on: its old drug's strokes are counted, and capped, as before.)
             self._windows_in(p.conc)
         self.ledger.max_daily_nl = p.max_daily_nl
         self.ledger.max_hourly_nl = p.max_hourly_nl
