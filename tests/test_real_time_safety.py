@@ -499,3 +499,38 @@ def test_a_program_at_the_same_strength_during_a_bridge_leaves_its_old_drug_coun
     assert [e for e in evs(r, E.REFUSAL, since=t0) if e[0] <= end] == [], "the bridge was refused"
     assert over_caps_after_bridge(r, t_refill, 2000, 1000, p2)[:3] == []
     assert strokes(r, r.now - HOUR) > 0
+
+
+def test_a_therapy_record_lost_during_a_bridge_stops_the_pump_rather_than_push_the_old_drug_at_the_safe_rate():
+    """Safe mode runs the ledger's safe rate when the therapy record is lost.
+    Lost during a bridge, it pushed the old strength still in the catheter at
+    the new strength's rate, with the bridge and its old caps forgotten (they
+    were in the lost record): 265 ug in 24 h under a 256 ug cap, 17 ug in 1 h
+    under 14 ug, at the tip. The pump now stops, alarmed, until a clinician
+    programs it; then it doses again."""
+    from pump.record import copies
+    dead = P["catheter_nl"] + P["pump_tubing_nl"]
+    r = Run(P)
+    assert r.refill(FILL, 2000) is None
+    po = make_program(2000, 500, safe_rate_ug_day=400)
+    assert r.program(po) is None
+    r.advance(2 * DAY + 37_000)
+    assert r.refill(FILL, 1000) is None
+    pn = make_program(1000, 250, bridge=True, safe_rate_ug_day=200)
+    assert r.program(pn) is None
+    while r.pump.schedule.bridge_left_nl > dead // 2:
+        r.advance(10_000)
+    r.advance(37_000 - r.now % 10_000)
+    t_lost = r.now
+    for key in copies("therapy"):
+        r.hw.store.data[key] = b"\x00" * 40
+    r.reboot()
+    r.advance(DAY)
+    assert not r.pump.safe_mode and r.pump.alarms.active[A.STORAGE_CORRUPT]
+    assert strokes(r, t_lost) == 0              # not one stroke of old drug at the safe rate
+    # the clinician programs it again (at the new strength: the bridge's record
+    # is lost, so it cannot be resumed): it doses again
+    t1 = r.now
+    assert r.program(make_program(1000, 250)) is None
+    r.advance(DAY)
+    assert strokes(r, t1) > 0

@@ -120,7 +120,7 @@ def start(pump, reset_cause):
         _restore_therapy(pump, therapy)
         if pump._therapy_damaged:
             _distrust_therapy(pump, ledger_ok, corrupt)
-    elif tst == CORRUPT and ledger_ok and pump.ledger.safe_rate_nl_day > 0:
+    elif tst == CORRUPT and ledger_ok and _safe_rate_usable(pump):
         _enter_safe_mode(pump)
     else:
         pump.stop |= NEEDS_PROGRAM
@@ -289,10 +289,20 @@ def _distrust_therapy(pump, ledger_ok, corrupt):
                                         or p.safe_rate_nl_day != pump.ledger.safe_rate_nl_day):
         corrupt.append(2)
         pump.program = None
-        if pump.ledger.safe_rate_nl_day > 0:
+        if _safe_rate_usable(pump):
             _enter_safe_mode(pump)
         else:
             pump.stop |= STORAGE | NEEDS_PROGRAM
+
+
+def _safe_rate_usable(pump):
+    """Safe mode needs a safe rate, and a catheter holding the drug it is for:
+    while a bridge pushes the old strength out (the ledger says how much is
+    left) the old drug's strength and caps were in the lost therapy record, and
+    the safe rate would push that drug at the new strength's rate (from 2000 to
+    1000 ug/mL, twice the drug a stroke: 265 ug in 24 h under a 256 ug cap).
+    The pump stops instead, alarmed, until a clinician programs it."""
+    return pump.ledger.safe_rate_nl_day > 0 and pump.ledger.bridge_left_nl == 0
 
 
 def _enter_safe_mode(pump):
