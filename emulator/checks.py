@@ -282,7 +282,7 @@ def check_real_day(v):
         n += 1
         a = t - DAY
         if starts[pi] <= a:
-            bound = 0.0 + whole[pi]
+            bound = whole[pi]
         else:
             p0 = bisect_right(starts, a) - 1
             if p0 < 0:

@@ -76,6 +76,21 @@ class Commands:
             raise CommandError("duration_min", "%d nL in %d min is faster than the pump gives a bolus; at least %d min"
                                % (vol_nl, duration_min, least))
 
+    def _start_bolus(self, kind, nl, duration_min):
+        """A clinician's bolus or a prime: nl over duration_min, if the pump can
+        give it that fast, none of that kind runs and the caps and the reservoir
+        leave room (else refused, on the record)."""
+        self._check_speed(nl, duration_min)
+        b = self.schedule.bolus(kind)
+        try:
+            if b.active:
+                raise Refused(R_BUSY)
+            self._grant_check(nl)
+        except Refused as r:
+            self._refuse(r.code, kind, r.detail)
+        self._sync()
+        b.start(nl, duration_min * 60000)
+
     def clinician_bolus(self, dose_ug, duration_min):
         """A single bolus over a duration, then back to the basal program."""
         need_int(dose_ug, "dose_ug", 1, MAX_BOLUS_UG)
@@ -86,16 +101,7 @@ class Commands:
         nl = ug_to_nl_floor(dose_ug, self.program.conc)
         if nl < self.stroke_nl:
             raise CommandError("dose_ug", "less than one stroke at this concentration")
-        self._check_speed(nl, duration_min)
-        b = self.schedule.bolus(BOLUS)
-        try:
-            if b.active:
-                raise Refused(R_BUSY)
-            self._grant_check(nl)
-        except Refused as r:
-            self._refuse(r.code, BOLUS, r.detail)
-        self._sync()
-        b.start(nl, duration_min * 60000)
+        self._start_bolus(BOLUS, nl, duration_min)
         self._event(E.BOLUS, BOLUS, nl, duration_min * 60)
         return nl
 
@@ -108,16 +114,7 @@ class Commands:
         if volume_nl is None:
             volume_nl = dead
         need_int(volume_nl, "volume_nl", self.stroke_nl, max(dead, self.stroke_nl))
-        self._check_speed(volume_nl, duration_min)
-        b = self.schedule.bolus(PRIME)
-        try:
-            if b.active:
-                raise Refused(R_BUSY)
-            self._grant_check(volume_nl)
-        except Refused as r:
-            self._refuse(r.code, PRIME, r.detail)
-        self._sync()
-        b.start(volume_nl, duration_min * 60000)
+        self._start_bolus(PRIME, volume_nl, duration_min)
         self._event(E.PRIME, 0, volume_nl, duration_min * 60)
         return volume_nl
 
