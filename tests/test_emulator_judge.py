@@ -331,6 +331,30 @@ def test_the_new_library_scenarios_fail_a_pump_with_the_old_bug(name, bug, faili
     assert "verdict: FAIL" in out
 
 
+class SecondStrokePump(Pump):
+    """Commands every stroke twice and counts it once: the governor never sees
+    the second, so the caps are overrun by the motor, not by the schedule."""
+    def _stroke(self):
+        n = self.motor.commanded
+        r = Pump._stroke(self)
+        if self.motor.commanded > n:
+            self.motor.stroke(0)
+        return r
+
+
+def test_the_cap_checks_fail_a_pump_that_gives_twice_what_it_counts(tmp_path, capsys, monkeypatch):
+    """I2 (the sliding 24 h and 1 h caps) and I1r (any 24 real hours) are
+    judged from the motor's trace: the real pump holds both on the scenario,
+    the planted one fails both."""
+    code, rep, _, _ = run(capsys, S.find("patient-bolus-lockout"), tmp_path / "real")
+    st = statuses(rep)
+    assert st["I2"] == st["I1r"] == "ok", st
+    monkeypatch.setattr(engine, "Pump", SecondStrokePump)
+    code, rep, _, _ = run(capsys, S.find("patient-bolus-lockout"), tmp_path / "planted")
+    st = statuses(rep)
+    assert code == 1 and st["I2"] == st["I1r"] == "fail", st
+
+
 def test_a_silent_stop_of_two_days_fails_i6_and_i9(tmp_path, capsys, monkeypatch):
     """The seen case: no strokes for two days, state `running`, no alarm."""
     class StopsAfterADay(Pump):
